@@ -1,0 +1,17 @@
+"""The one exception type library code raises for a user's mistake.
+
+The CLI turns it into a one-line message and a non-zero exit; it never shows a
+traceback for it.
+"""
+
+
+class VgdataError(Exception):
+    """A user-facing error: bad input, missing file, inconsistent parameters."""
+
+    exit_code: int = 1
+
+
+class UsageError(VgdataError):
+    """Bad invocation: missing folder or CSV, missing columns (exit code 2)."""
+
+    exit_code = 2

@@ -1,0 +1,1 @@
+"""vgtrain: a lean CosPlace trainer and evaluator reading vgdata manifests (pyarrow only)."""
