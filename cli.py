@@ -1,0 +1,233 @@
+"""Command-line entry points: ``vgdata`` (dataset construction) and ``vgtrain`` (training).
+
+Thin by design: each command turns its options into a config and calls one library
+function. Library errors (``VgdataError``) become a one-line message and exit code 1
+(2 for usage errors); no traceback reaches the user for their own mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import vgdata
+from vgdata.errors import VgdataError
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+vgdata_app = typer.Typer(
+    name="vgdata",
+    help="Build SF-XL-style visual geo-localization catalogs (DuckDB/Parquet).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_show_locals=False,
+)
+vgtrain_app = typer.Typer(
+    name="vgtrain",
+    help="Train and evaluate CosPlace models from vgdata manifests.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_show_locals=False,
+)
+
+
+@vgtrain_app.callback()
+def _vgtrain() -> None:
+    """Train and evaluate CosPlace models from vgdata manifests."""
+
+
+CatalogArg = Annotated[Path, typer.Argument(help="Catalog folder, e.g. catalogs/sf.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _fail(e: VgdataError) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(code=e.exit_code)
+
+
+@vgdata_app.command("build-catalog")
+def build_catalog_cmd(
+    catalog: CatalogArg,
+    *,
+    panoramas: Annotated[
+        Path | None, typer.Option(help="Folder of 2:1 equirectangular panoramas (needs --metadata).")
+    ] = None,
+    metadata: Annotated[
+        Path | None,
+        typer.Option(help="CSV: pano_id, lat, lon, heading, timestamp [, pitch, roll, altitude, path]."),
+    ] = None,
+    images: Annotated[Path | None, typer.Option(help="Folder of '@'-named images to import in place.")] = None,
+    collection: Annotated[str, typer.Option(help="Collection the images join.")] = "database",
+    quality: Annotated[int, typer.Option(help="JPEG quality of the crops (1-95).")] = 95,
+    workers: Annotated[int, typer.Option(help="Worker processes; 0 = all cores.")] = 0,
+    shard_size: Annotated[int, typer.Option(help="Panoramas per shard (the unit of resume).")] = 64,
+    strict: Annotated[bool, typer.Option(help="Exit 1 if anything was rejected.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Cut panoramas into SF-XL crops, or import an '@' folder, into a catalog collection.
+
+    Re-running after an interruption finishes the remaining shards only.
+    """
+    from vgdata.build import BuildConfig, build_catalog
+
+    config = BuildConfig(
+        catalog=catalog,
+        panoramas=panoramas,
+        metadata=metadata,
+        images=images,
+        collection=collection,
+        quality=quality,
+        workers=workers,
+        shard_size=shard_size,
+        strict=strict,
+    )
+    try:
+        if json_out or not console.is_terminal:
+            result = build_catalog(config, progress=None if json_out else _plain_progress())
+        else:
+            result = _with_progress(lambda p: build_catalog(config, progress=p))
+    except VgdataError as e:
+        raise _fail(e) from None
+    if json_out:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print_build(result)
+    if result.images == 0:
+        err_console.print("[bold red]error:[/] nothing valid remained; see the rejects above")
+        raise typer.Exit(1)
+    if strict and result.rejects:
+        err_console.print(f"[bold red]error:[/] --strict and {result.rejects} input(s) were rejected")
+        raise typer.Exit(1)
+
+
+def _with_progress(run):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]cropping/importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("build", total=None, rate="")
+        start = time.perf_counter()
+
+        def update(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            bar.update(task, completed=done, total=total, rate=f"{rate:.1f} items/s")
+
+        return run(update)
+
+
+def _plain_progress():
+    start = time.perf_counter()
+    last = [0.0]
+
+    def update(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done in (0, total) or now - last[0] > 5:
+            last[0] = now
+            rate = done / max(now - start, 1e-9)
+            err_console.print(f"{done}/{total} items, {rate:.1f}/s", highlight=False)
+
+    return update
+
+
+def _print_build(r) -> None:
+    state = "up to date" if r.up_to_date else f"{r.shards - r.shards_skipped} shard(s) run, {r.shards_skipped} resumed"
+    console.print(
+        f"[bold]{r.collection}[/]: {r.panoramas} panoramas, {r.images} images, "
+        f"{r.rejects} rejected ({state})\n  catalog {r.catalog}  fingerprint {r.fingerprint[:16]}"
+    )
+    if r.rejects_by_reason:
+        t = Table("reason", "count", title="rejected inputs (see the catalog's rejects table)")
+        for reason, n in r.rejects_by_reason.items():
+            t.add_row(reason, str(n))
+        console.print(t)
+
+
+@vgdata_app.command("info")
+def info_cmd(catalog: CatalogArg, *, json_out: JsonOpt = False) -> None:
+    """Summarise a catalog: collections, years, UTM zones, bounding box, rejects by reason."""
+    from vgdata.info import catalog_info
+
+    try:
+        info = catalog_info(catalog)
+    except VgdataError as e:
+        raise _fail(e) from None
+    if json_out:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    console.print(f"[bold]{info['catalog']}[/]  fingerprint {str(info['fingerprint'])[:16]}")
+    for key, title in [
+        ("collections", "collections"),
+        ("years", "images per year"),
+        ("zones", "UTM zones"),
+        ("bbox", "bounding box (degrees)"),
+        ("rejects", "rejects by reason"),
+    ]:
+        rows = info[key]
+        if not rows:
+            continue
+        t = Table(*rows[0].keys(), title=title)
+        for r in rows:
+            t.add_row(*(f"{v:.5f}" if isinstance(v, float) else str(v) for v in r.values()))
+        console.print(t)
+
+
+@vgdata_app.command("export")
+def export_cmd(
+    catalog: CatalogArg,
+    dest: Annotated[Path, typer.Argument(help="Destination folder.", show_default=False)],
+    *,
+    fmt: Annotated[str, typer.Option("--format", help="Layout to write: at-folder.")] = "at-folder",
+    collection: Annotated[
+        list[str] | None, typer.Option(help="Collection(s) to export (repeatable); default all.")
+    ] = None,
+    copy: Annotated[bool, typer.Option(help="Copy files instead of hard-linking them.")] = False,
+) -> None:
+    """Write the catalog as '@'-named folders (VPR-datasets-downloader / CosPlace layout)."""
+    from vgdata.export import export_catalog
+
+    try:
+        r = export_catalog(catalog, dest, fmt=fmt, collections=collection, copy=copy)
+    except VgdataError as e:
+        raise _fail(e) from None
+    for c, n in r.files.items():
+        console.print(f"{r.dest}/{c}: {n} files")
+    console.print(f"{r.linked} hard-linked, {r.copied} copied")
+
+
+@vgdata_app.command("version")
+def version_cmd() -> None:
+    """Print the vgdata version."""
+    print(vgdata.__version__)
+
+
+@vgtrain_app.command("env")
+def env_cmd(*, json_out: JsonOpt = False) -> None:
+    """Report what training can use here: torch, CUDA devices, torchvision, faiss."""
+    from vgtrain.env import describe
+
+    info = describe()
+    if json_out:
+        print(json.dumps(info, indent=2))
+        return
+    t = Table("component", "status", title="vgtrain environment")
+    for k, v in info.items():
+        t.add_row(k, str(v))
+    console.print(t)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    vgdata_app()

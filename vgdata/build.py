@@ -1,0 +1,300 @@
+"""``build_catalog``: one source into one collection of a catalog, sharded and resumable.
+
+Steps: plan (read and validate the inputs, cut them into shards) -> run the shards on a
+process pool (each writes its own Parquet parts and a completion marker) -> finish
+(collection fingerprint, views, ``build.json`` last). Re-running the same command after
+an interruption runs only the unfinished shards and ends with the same fingerprint;
+re-running it after success does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from vgdata import __version__, jobs
+from vgdata.catalog import Catalog, atomic_write_table, combine_digests, table_digest
+from vgdata.errors import UsageError, VgdataError
+
+PLAN_SHARD = "plan"  # the part holding the rejects found while planning
+
+
+@dataclass
+class BuildConfig:
+    """Parameters of one ``vgdata build-catalog`` run."""
+
+    catalog: Path
+    """Catalog folder (created if missing)."""
+    panoramas: Path | None = None
+    """Folder of raw 2:1 equirectangular panoramas (with ``metadata``)."""
+    metadata: Path | None = None
+    """Panorama metadata CSV: pano_id, lat, lon, heading (deg, centre column), timestamp."""
+    images: Path | None = None
+    """Folder of '@'-named images to import in place (exclusive with ``panoramas``)."""
+    collection: str = "database"
+    """Collection the images join: database, queries_v1, ..."""
+    quality: int = 95
+    """JPEG quality of the crops we cut (1-95)."""
+    n_crops: int = 12
+    """Strip crops per panorama."""
+    step_deg: float = 30.0
+    """Degrees between the centres of consecutive strip crops."""
+    shard_size: int = 64
+    """Panoramas (or imported images x 64) per shard: the unit of work and of resume."""
+    workers: int = 0
+    """Worker processes; 0 = all cores."""
+    strict: bool = False
+    """Fail (exit 1) when anything was rejected."""
+
+
+@dataclass
+class BuildResult:
+    """What a build did; ``rejects_by_reason`` maps a reason to a count."""
+
+    catalog: str
+    collection: str
+    panoramas: int
+    images: int
+    rejects: int
+    rejects_by_reason: dict[str, int]
+    fingerprint: str
+    shards: int
+    shards_skipped: int
+    up_to_date: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ProgressFn = Callable[[int, int], None]  # (items done, items total)
+
+
+def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> BuildResult:
+    """Build (or resume, or confirm up to date) one collection of a catalog."""
+    _check_config(config)
+    cat = Catalog(config.catalog)
+    cat.root.mkdir(parents=True, exist_ok=True)
+    collection = config.collection
+    kind = "panoramas" if config.panoramas is not None else "images"
+    source = _source_description(config, kind)
+    params = {
+        "kind": kind,
+        "source": source,
+        "quality": config.quality,
+        "n_crops": config.n_crops,
+        "step_deg": config.step_deg,
+        "shard_size": config.shard_size,
+        "tool_version": __version__,
+    }
+    plan_key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+    build = cat.load_build()
+    done = build["collections"].get(collection)
+    if done is not None:
+        if done.get("plan_key") == plan_key:
+            return _result_from_build(cat, collection, done, up_to_date=True)
+        raise UsageError(
+            f"collection {collection!r} of {cat.root} was built from other inputs or parameters; "
+            f"choose another --collection or delete {cat.root} to rebuild"
+        )
+
+    job_dir = cat.root / "_jobs" / collection
+    state = job_dir / "plan.json"
+    if state.is_file() and json.loads(state.read_text()).get("plan_key") != plan_key:
+        _discard_partial(cat, collection, job_dir)  # an interrupted build with other parameters
+    job_dir.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"plan_key": plan_key, "params": params}, indent=2))
+
+    if kind == "panoramas":
+        shards, plan_rejects, image_root = _plan_panoramas(config, cat)
+        fn, size_of = _crop_fn(), (lambda p: len(p["rows"]))
+    else:
+        shards, plan_rejects, image_root = _plan_images(config, cat)
+        fn, size_of = _probe_fn(), (lambda p: len(p["paths"]))
+    atomic_write_table(cat.part_path("rejects", collection, PLAN_SHARD), plan_rejects)
+
+    total = sum(size_of(p) for _, p in shards)
+    skipped = sum(jobs.read_marker(job_dir, sid) is not None for sid, _ in shards)
+    count = [0]
+
+    def on_done(_sid: str, _stats: dict, items: int) -> None:
+        count[0] += items
+        if progress:
+            progress(count[0], total)
+
+    if progress:
+        progress(0, total)
+    workers = config.workers or jobs.default_workers()
+    stats = jobs.run_shards(job_dir, shards, fn, workers=workers, size_of=size_of, on_done=on_done)
+
+    digests = [(sid, s["digest"]) for sid, s in stats.items()]
+    digests.append((PLAN_SHARD, table_digest(plan_rejects)))
+    fingerprint = combine_digests([*digests, ("params", plan_key)])
+    reasons = _reject_reasons(cat, collection)
+    info = {
+        "kind": kind,
+        "source": source,
+        "params": params,
+        "plan_key": plan_key,
+        "image_root": image_root,
+        "counts": {
+            "panoramas": sum(s["panoramas"] for s in stats.values()),
+            "images": sum(s["images"] for s in stats.values()),
+            "rejects": sum(reasons.values()),
+        },
+        "rejects_by_reason": reasons,
+        "fingerprint": fingerprint,
+        "shards": len(shards),
+    }
+    build.setdefault("format", "vgdata-catalog/1")
+    build["collections"][collection] = info
+    build["tool_version"] = __version__
+    build["fingerprint"] = combine_digests((c, v["fingerprint"]) for c, v in build["collections"].items())
+    build["counts"] = {
+        k: sum(v["counts"][k] for v in build["collections"].values()) for k in ("panoramas", "images", "rejects")
+    }
+    _check_unique_ids(cat, collection)
+    cat.write_views()
+    cat.write_build(build)  # last: a catalog without it is unfinished
+    shutil.rmtree(job_dir, ignore_errors=True)
+    if not any((cat.root / "_jobs").iterdir()):
+        (cat.root / "_jobs").rmdir()
+    return _result_from_build(cat, collection, info, skipped=skipped)
+
+
+def _check_config(c: BuildConfig) -> None:
+    if (c.panoramas is None) == (c.images is None):
+        raise UsageError("give either --panoramas DIR --metadata CSV, or --images DIR")
+    if c.panoramas is not None:
+        if c.metadata is None:
+            raise UsageError("--panoramas needs --metadata CSV (pano_id, lat, lon, heading, timestamp)")
+        if not c.panoramas.is_dir():
+            raise UsageError(f"panoramas folder not found: {c.panoramas}")
+        if not c.metadata.is_file():
+            raise UsageError(f"metadata CSV not found: {c.metadata}")
+    elif not c.images.is_dir():
+        raise UsageError(f"images folder not found: {c.images}")
+    if not 1 <= c.quality <= 95:
+        raise UsageError(f"--quality must be in 1..95, got {c.quality}")
+    if c.shard_size < 1:
+        raise UsageError(f"--shard-size must be >= 1, got {c.shard_size}")
+    if not c.collection.replace("_", "").replace("-", "").isalnum():
+        raise UsageError(f"--collection must be letters, digits, '_' or '-', got {c.collection!r}")
+
+
+def _source_description(c: BuildConfig, kind: str) -> dict[str, Any]:
+    if kind == "panoramas":
+        return {
+            "panoramas": str(c.panoramas.resolve()),
+            "metadata": str(c.metadata.resolve()),
+            "metadata_sha256": hashlib.sha256(c.metadata.read_bytes()).hexdigest(),
+        }
+    return {"images": str(c.images.resolve())}
+
+
+def _plan_panoramas(c: BuildConfig, cat: Catalog):
+    from vgdata.sources.panoramas import read_metadata
+
+    plan = read_metadata(c.metadata, c.panoramas, c.collection)
+    crop_root = cat.root / "crops" / c.collection
+    shards = []
+    for k in range(0, len(plan.rows), c.shard_size):
+        sid = f"{k // c.shard_size:06d}"
+        payload = {
+            "catalog": str(cat.root),
+            "collection": c.collection,
+            "shard": sid,
+            "pano_dir": str(c.panoramas.resolve()),
+            "crop_root": str(crop_root),
+            "quality": c.quality,
+            "n_crops": c.n_crops,
+            "step_deg": c.step_deg,
+            "rows": plan.rows[k : k + c.shard_size],
+        }
+        shards.append((sid, payload))
+    return shards, plan.rejects, f"crops/{c.collection}"
+
+
+def _plan_images(c: BuildConfig, cat: Catalog):
+    from vgdata.sources.at_folder import list_images
+
+    paths, rejects = list_images(c.images, c.collection)
+    size = c.shard_size * 64  # header probes are ~100x cheaper than cropping a panorama
+    shards = []
+    for k in range(0, len(paths), size):
+        sid = f"{k // size:06d}"
+        payload = {
+            "catalog": str(cat.root),
+            "collection": c.collection,
+            "shard": sid,
+            "folder": str(c.images.resolve()),
+            "paths": paths[k : k + size],
+        }
+        shards.append((sid, payload))
+    return shards, rejects, str(c.images.resolve())
+
+
+def _crop_fn():
+    from vgdata.sources.panoramas import crop_shard
+
+    return crop_shard
+
+
+def _probe_fn():
+    from vgdata.sources.at_folder import probe_shard
+
+    return probe_shard
+
+
+def _discard_partial(cat: Catalog, collection: str, job_dir: Path) -> None:
+    for table in ("images", "panoramas", "rejects"):
+        for p in cat.parts(table, collection):
+            p.unlink()
+    shutil.rmtree(job_dir, ignore_errors=True)
+    shutil.rmtree(cat.root / "crops" / collection, ignore_errors=True)
+
+
+def _reject_reasons(cat: Catalog, collection: str) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for p in cat.parts("rejects", collection):
+        counts.update(pq.read_table(p, columns=["reason"]).column("reason").to_pylist())
+    return dict(sorted(counts.items()))
+
+
+def _check_unique_ids(cat: Catalog, collection: str) -> None:
+    import duckdb
+
+    parts = [str(p) for p in cat.parts("images", collection)]
+    if not parts:
+        return
+    n, distinct = duckdb.sql(
+        "select count(*), count(distinct image_id) from read_parquet($parts)", params={"parts": parts}
+    ).fetchall()[0]
+    if n != distinct:  # 63-bit hashes: practically impossible, but never silent
+        raise VgdataError(f"image_id collision in collection {collection!r}: {n - distinct} duplicate id(s)")
+
+
+def _result_from_build(
+    cat: Catalog, collection: str, info: dict, *, up_to_date: bool = False, skipped: int = 0
+) -> BuildResult:
+    return BuildResult(
+        catalog=str(cat.root),
+        collection=collection,
+        panoramas=info["counts"]["panoramas"],
+        images=info["counts"]["images"],
+        rejects=info["counts"]["rejects"],
+        rejects_by_reason=info["rejects_by_reason"],
+        fingerprint=info["fingerprint"],
+        shards=info["shards"],
+        shards_skipped=info["shards"] if up_to_date else skipped,
+        up_to_date=up_to_date,
+    )

@@ -1,0 +1,186 @@
+"""A catalog folder: Parquet tables, ``build.json`` and ``catalog.duckdb`` (views only).
+
+Layout of ``catalogs/<name>/``::
+
+    images/<collection>-<shard>.parquet      one row per image (crop or photo)
+    panoramas/<collection>-<shard>.parquet   one row per source panorama
+    rejects/<collection>-<shard>.parquet     one row per rejected input, with its reason
+    crops/<collection>/...                   JPEG crops we cut (imports stay where they are)
+    build.json                               parameters, counts, fingerprints; written last
+    catalog.duckdb                           views over the Parquet tables, rebuilt from vgdata/sql
+
+Every file is written under a temporary name and renamed into place, so a crash
+never leaves a half-written table where a reader would take it for a whole one.
+The views use paths relative to the catalog folder; :func:`connect` sets DuckDB's
+``file_search_path`` so the folder can be moved. From the DuckDB shell, open it from
+inside the folder (``cd catalogs/x && duckdb catalog.duckdb``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vgdata.errors import UsageError
+from vgdata.schema import TABLES
+
+FORMAT = "vgdata-catalog/1"
+SQL_DIR = Path(__file__).parent / "sql"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_table(path: Path, table: pa.Table, metadata: dict[str, str] | None = None) -> None:
+    """Write a zstd Parquet file atomically; ``metadata`` goes into the key-value metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def table_digest(table: pa.Table) -> str:
+    """A content hash of a table: its schema and its rows in their order (sha256 hex)."""
+    h = hashlib.sha256()
+    h.update(str(table.schema.remove_metadata()).encode())
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        h.update(name.encode())
+        h.update(json.dumps(column.to_pylist(), default=str).encode())
+    return h.hexdigest()
+
+
+def combine_digests(items: Iterable[tuple[str, str]]) -> str:
+    """Order-independent combination of ``(key, digest)`` pairs into one sha256 hex digest."""
+    h = hashlib.sha256()
+    for key, digest in sorted(items):
+        h.update(f"{key}={digest};".encode())
+    return h.hexdigest()
+
+
+class Catalog:
+    """A catalog folder. Cheap to construct; nothing is read until asked."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # ---------- paths
+    def table_dir(self, table: str) -> Path:
+        """Folder holding the Parquet parts of ``table`` (images, panoramas, rejects)."""
+        return self.root / table
+
+    def part_path(self, table: str, collection: str, shard: str) -> Path:
+        """Path of one Parquet part: ``<table>/<collection>-<shard>.parquet``."""
+        return self.table_dir(table) / f"{collection}-{shard}.parquet"
+
+    @property
+    def build_json(self) -> Path:
+        return self.root / "build.json"
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.root / "catalog.duckdb"
+
+    # ---------- build.json
+    def exists(self) -> bool:
+        """True when a finished build.json is present."""
+        return self.build_json.is_file()
+
+    def load_build(self) -> dict[str, Any]:
+        """The parsed build.json, or a fresh empty description when there is none."""
+        if not self.build_json.is_file():
+            return {"format": FORMAT, "collections": {}}
+        return json.loads(self.build_json.read_text())
+
+    def require(self) -> dict[str, Any]:
+        """The parsed build.json; a one-line error if this folder is not a catalog."""
+        if not self.build_json.is_file():
+            raise UsageError(f"{self.root} is not a catalog (no build.json); run `vgdata build-catalog` first")
+        return self.load_build()
+
+    def write_build(self, build: dict[str, Any]) -> None:
+        """Write build.json atomically (the last step of every build)."""
+        atomic_write_bytes(self.build_json, (json.dumps(build, indent=2, sort_keys=True) + "\n").encode())
+
+    def image_root(self, collection: str, build: dict[str, Any] | None = None) -> Path:
+        """Absolute folder that the ``path`` column of ``collection`` is relative to."""
+        build = build or self.require()
+        info = build["collections"].get(collection)
+        if info is None:
+            raise UsageError(f"no collection {collection!r} in {self.root}")
+        root = Path(info["image_root"])
+        return root if root.is_absolute() else (self.root / root).resolve()
+
+    def parts(self, table: str, collection: str) -> list[Path]:
+        """Existing Parquet parts of one collection in one table."""
+        return sorted(self.table_dir(table).glob(f"{collection}-*.parquet"))
+
+    # ---------- DuckDB
+    def ensure_table_dirs(self) -> None:
+        """Give every table at least an empty part so the views always resolve."""
+        for name, schema in TABLES.items():
+            d = self.table_dir(name)
+            d.mkdir(parents=True, exist_ok=True)
+            if not any(d.glob("*.parquet")):
+                atomic_write_table(d / "_empty.parquet", schema.empty_table())
+
+    def write_views(self) -> None:
+        """(Re)create catalog.duckdb from the SQL files; it holds views and macros only."""
+        import duckdb
+
+        self.ensure_table_dirs()
+        tmp = self.root / f".tmp-catalog-{os.getpid()}.duckdb"
+        tmp.unlink(missing_ok=True)
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute(f"set file_search_path = '{_sql_literal(str(self.root.resolve()))}'")
+            for sql in sql_files():
+                con.execute(sql.read_text())
+        finally:
+            con.close()
+        os.replace(tmp, self.duckdb_path)
+
+    def connect(self, read_only: bool = True):
+        """A DuckDB connection to catalog.duckdb with the catalog folder as the search path."""
+        import duckdb
+
+        self.require()
+        if not self.duckdb_path.is_file():
+            self.write_views()
+        con = duckdb.connect(str(self.duckdb_path), read_only=read_only)
+        con.execute(f"set file_search_path = '{_sql_literal(str(self.root.resolve()))}'")
+        return con
+
+
+def sql_files() -> list[Path]:
+    """SQL files in dependency order: staging, core, splits, manifests (tests are not views)."""
+    layers = ["staging", "core", "splits", "manifests"]
+    return [p for layer in layers for p in sorted((SQL_DIR / layer).glob("*.sql"))]
+
+
+def _sql_literal(text: str) -> str:
+    return text.replace("'", "''")

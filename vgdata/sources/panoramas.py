@@ -1,0 +1,250 @@
+"""Raw equirectangular panoramas plus a metadata CSV -> SF-XL strip crops.
+
+The CSV needs ``pano_id, lat, lon, heading, timestamp``; ``pitch, roll, altitude``
+(degrees, degrees, metres) and ``path`` (the image file relative to the panoramas
+folder; default ``<pano_id>.jpg``) are optional. ``heading`` is the azimuth of the
+panorama's centre column, degrees clockwise from north.
+
+Validation happens twice: the CSV rows here, in one vectorised pass (missing or
+non-numeric values, NaN heading, lat/lon outside UTM's range, duplicate ``pano_id``
+-- the first row wins --, unparseable timestamp, a path outside the folder); the
+image files in the crop workers (missing, unreadable or truncated, wrong aspect
+ratio). Every failure is a ``rejects`` row; the rest is built.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from vgdata import geo
+from vgdata.catalog import atomic_write_table, table_digest
+from vgdata.errors import UsageError
+from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
+from vgdata.sources.common import canonical_timestamp, image_id, lat_folder, safe_relative
+
+REQUIRED = ("pano_id", "lat", "lon", "heading", "timestamp")
+OPTIONAL_NUMERIC = ("pitch", "roll", "altitude")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class MetadataPlan:
+    """Valid CSV rows (one dict per panorama, sorted by pano_id) and the rejected ones."""
+
+    rows: list[dict]
+    rejects: pa.Table
+    csv_rows: int
+
+
+def read_metadata(csv_path: Path, pano_dir: Path, collection: str) -> MetadataPlan:
+    """Read and validate the panorama metadata CSV (one-line UsageError if unusable as a whole)."""
+    import polars as pl
+
+    if not csv_path.is_file():
+        raise UsageError(f"metadata CSV not found: {csv_path}")
+    try:
+        df = pl.read_csv(csv_path, infer_schema=False)
+    except Exception as e:  # polars raises several types for malformed CSVs
+        raise UsageError(f"cannot read metadata CSV {csv_path}: {str(e).splitlines()[0]}") from None
+    df = df.rename({c: c.strip().lower() for c in df.columns})
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise UsageError(
+            f"metadata CSV {csv_path} lacks required column(s) {', '.join(missing)} "
+            f"(needs {', '.join(REQUIRED)}; optional {', '.join(OPTIONAL_NUMERIC)}, path)"
+        )
+    n = df.height
+    text = {c: df[c].to_list() for c in df.columns}
+    nums = {
+        c: df[c].str.strip_chars().cast(pl.Float64, strict=False).to_numpy().astype(np.float64)
+        for c in ("lat", "lon", "heading", *OPTIONAL_NUMERIC)
+        if c in df.columns
+    }
+    latlon_bad = geo.invalid_latlon_reasons(nums["lat"], nums["lon"])
+
+    rows: list[dict] = []
+    rej: dict[str, list] = {k: [] for k in ("collection", "source", "path", "row", "reason", "detail")}
+    seen: dict[str, int] = {}
+
+    def reject(i: int, reason: str, detail: str) -> None:
+        for k, v in zip(rej, (collection, "metadata", str(csv_path), i + 1, reason, detail), strict=True):
+            rej[k].append(v)
+
+    for i in range(n):
+        pano_id = (text["pano_id"][i] or "").strip()
+        blank = [c for c in REQUIRED if not (text[c][i] or "").strip()]
+        if blank:
+            reject(i, "missing value", f"empty {', '.join(blank)}")
+            continue
+        bad_num = [
+            c
+            for c in nums
+            if (text[c][i] or "").strip() and np.isnan(nums[c][i]) and text[c][i].strip().lower() != "nan"
+        ]
+        if bad_num:
+            reject(i, "non-numeric value", ", ".join(f"{c}={text[c][i]!r}" for c in bad_num))
+            continue
+        if np.isnan(nums["heading"][i]):
+            reject(i, "NaN heading", f"heading={text['heading'][i]!r}")
+            continue
+        if latlon_bad[i] is not None:
+            reject(i, "lat/lon out of range", latlon_bad[i])
+            continue
+        ts = canonical_timestamp(text["timestamp"][i])
+        if ts is None:
+            reject(
+                i,
+                "bad timestamp",
+                f"timestamp={text['timestamp'][i]!r} (want YYYYMM[DD[_hhmmss]] or ISO 8601)",
+            )
+            continue
+        if "@" in pano_id or "/" in pano_id or "\\" in pano_id:
+            reject(i, "bad pano_id", f"pano_id={pano_id!r} contains '@' or a path separator")
+            continue
+        if pano_id in seen:
+            reject(i, "duplicate pano_id", f"pano_id={pano_id!r} first seen on row {seen[pano_id] + 1}")
+            continue
+        given = (text.get("path", [None] * n)[i] or "").strip()
+        rel = safe_relative(pano_dir, given) if given else _default_path(pano_dir, pano_id)
+        if rel is None:
+            reject(i, "path outside folder", f"path={given!r} is not inside {pano_dir}")
+            continue
+        seen[pano_id] = i
+        optional = {
+            c: (float(nums[c][i]) if c in nums and not np.isnan(nums[c][i]) else None) for c in OPTIONAL_NUMERIC
+        }
+        rows.append(
+            {
+                "pano_id": pano_id,
+                "source_path": rel,
+                "lat": float(nums["lat"][i]),
+                "lon": float(nums["lon"][i]),
+                "heading": float(geo.wrap_heading(nums["heading"][i])),
+                "timestamp": ts[0],
+                "year": ts[1],
+                "month": ts[2],
+                **optional,
+            }
+        )
+    rows.sort(key=lambda r: r["pano_id"])
+    if rows:
+        utm = geo.latlon_to_utm(np.array([r["lat"] for r in rows]), np.array([r["lon"] for r in rows]))
+        for j, r in enumerate(rows):
+            r.update(
+                utm_east=float(utm.east[j]),
+                utm_north=float(utm.north[j]),
+                utm_zone=int(utm.zone[j]),
+                utm_letter=str(utm.letter[j]),
+            )
+    return MetadataPlan(rows=rows, rejects=from_columns(REJECTS, rej), csv_rows=n)
+
+
+def _default_path(pano_dir: Path, pano_id: str) -> str:
+    for suffix in IMAGE_SUFFIXES[1:]:
+        if (pano_dir / f"{pano_id}{suffix}").is_file() and not (pano_dir / f"{pano_id}.jpg").is_file():
+            return f"{pano_id}{suffix}"
+    return f"{pano_id}.jpg"
+
+
+def crop_shard(payload: dict) -> dict:
+    """Cut one shard of panoramas into SF-XL strip crops and write its three table parts.
+
+    ``payload``: ``catalog``, ``collection``, ``shard``, ``pano_dir``, ``crop_root``,
+    ``quality`` (JPEG, 1-95), ``n_crops``, ``step_deg`` and ``rows`` (from read_metadata).
+    Returns counts and the shard's content digest.
+    """
+    from PIL import Image
+
+    from vgdata.names import make_name
+    from vgdata.panorama import PanoramaError, check_equirect, strip_crops
+
+    collection = payload["collection"]
+    pano_dir = Path(payload["pano_dir"])
+    crop_root = Path(payload["crop_root"])
+    img: dict[str, list] = {f.name: [] for f in IMAGES}
+    pan: dict[str, list] = {f.name: [] for f in PANORAMAS}
+    rej: dict[str, list] = {f.name: [] for f in REJECTS}
+    made_dirs: set[Path] = set()
+
+    for r in payload["rows"]:
+        src = pano_dir / r["source_path"]
+        try:
+            with Image.open(src) as im:
+                check_equirect(*im.size)
+                im.load()
+                rgb = im if im.mode == "RGB" else im.convert("RGB")
+                crops = strip_crops(rgb, r["heading"], payload["n_crops"], payload["step_deg"])
+                size = im.size
+        except FileNotFoundError:
+            _append(rej, collection, "panorama", str(src), None, "file not found", str(src))
+            continue
+        except PanoramaError as e:
+            _append(rej, collection, "panorama", str(src), None, "wrong aspect ratio", str(e))
+            continue
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            _append(rej, collection, "panorama", str(src), None, "unreadable image", f"{type(e).__name__}: {e}")
+            continue
+
+        folder = lat_folder(r["lat"])
+        out_dir = crop_root / folder
+        if out_dir not in made_dirs:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            made_dirs.add(out_dir)
+        for crop, win in crops:
+            name = make_name(
+                utm_east=r["utm_east"],
+                utm_north=r["utm_north"],
+                utm_zone=r["utm_zone"],
+                utm_letter=r["utm_letter"],
+                lat=r["lat"],
+                lon=r["lon"],
+                pano_id=r["pano_id"],
+                heading=win.heading,
+                timestamp=r["timestamp"],
+                style="sfxl",
+            )
+            tmp = out_dir / f".tmp-{name}.part"
+            crop.save(tmp, format="JPEG", quality=payload["quality"])
+            os.replace(tmp, out_dir / name)
+            rel = f"{folder}/{name}"
+            row = {**r, "image_id": image_id(collection, rel), "path": rel, "collection": collection}
+            row.update(heading=win.heading, tile=None, width=win.size, height_px=win.size)
+            for k in img:
+                img[k].append(row.get(k))
+        prow = {**r, "collection": collection, "width": size[0], "height_px": size[1]}
+        for k in pan:
+            pan[k].append(prow.get(k))
+
+    tables = {
+        "images": from_columns(IMAGES, img),
+        "panoramas": from_columns(PANORAMAS, pan),
+        "rejects": from_columns(REJECTS, rej),
+    }
+    return write_shard_tables(payload["catalog"], collection, payload["shard"], tables)
+
+
+def _append(rej: dict[str, list], collection, source, path, row, reason, detail) -> None:
+    for k, v in zip(rej, (collection, source, path, row, reason, detail), strict=True):
+        rej[k].append(v)
+
+
+def write_shard_tables(catalog: str, collection: str, shard: str, tables: dict[str, pa.Table]) -> dict:
+    """Write a shard's parts (``<table>/<collection>-<shard>.parquet``) and return its stats."""
+    from vgdata.catalog import Catalog, combine_digests
+
+    cat = Catalog(catalog)
+    digests = {}
+    for name, table in tables.items():
+        atomic_write_table(cat.part_path(name, collection, shard), table)
+        digests[name] = table_digest(table)
+    return {
+        "images": tables["images"].num_rows,
+        "panoramas": tables["panoramas"].num_rows,
+        "rejects": tables["rejects"].num_rows,
+        "digest": combine_digests(digests.items()),
+    }
