@@ -324,9 +324,7 @@ def test_perspective_centre_pixel(px, py, pano_heading, out_size):
     # panorama pixel (px, py) has centre u = px + 0.5, v = py + 0.5
     heading = (pano_heading + (px + 0.5 - 512) * 360 / 1024) % 360
     pitch = 90 - (py + 0.5) * 180 / 512
-    out = perspective_crop(
-        pano, heading=heading, pitch=pitch, fov_deg=50, out_size=out_size, pano_heading=pano_heading
-    )
+    out = perspective_crop(pano, heading=heading, pitch=pitch, fov_deg=50, out_size=out_size, pano_heading=pano_heading)
     w, h = out_size
     np.testing.assert_array_equal(out[h // 2, w // 2], pano[py, px])
 
