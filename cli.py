@@ -89,11 +89,12 @@ def build_catalog_cmd(
         shard_size=shard_size,
         strict=strict,
     )
+    unit = "panoramas" if panoramas is not None else "images"
     try:
         if json_out or not console.is_terminal:
-            result = build_catalog(config, progress=None if json_out else _plain_progress())
+            result = build_catalog(config, progress=None if json_out else _plain_progress(unit))
         else:
-            result = _with_progress(lambda p: build_catalog(config, progress=p))
+            result = _with_progress(unit, lambda p: build_catalog(config, progress=p))
     except VgdataError as e:
         raise _fail(e) from None
     if json_out:
@@ -108,11 +109,11 @@ def build_catalog_cmd(
         raise typer.Exit(1)
 
 
-def _with_progress(run):
+def _with_progress(unit: str, run):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
-        TextColumn("[bold]cropping/importing"),
+        TextColumn(f"[bold]{'cropping' if unit == 'panoramas' else 'importing'} {unit}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
@@ -124,12 +125,12 @@ def _with_progress(run):
 
         def update(done: int, total: int) -> None:
             rate = done / max(time.perf_counter() - start, 1e-9)
-            bar.update(task, completed=done, total=total, rate=f"{rate:.1f} items/s")
+            bar.update(task, completed=done, total=total, rate=f"{rate:.1f} {unit}/s")
 
         return run(update)
 
 
-def _plain_progress():
+def _plain_progress(unit: str):
     start = time.perf_counter()
     last = [0.0]
 
@@ -138,7 +139,7 @@ def _plain_progress():
         if done in (0, total) or now - last[0] > 5:
             last[0] = now
             rate = done / max(now - start, 1e-9)
-            err_console.print(f"{done}/{total} items, {rate:.1f}/s", highlight=False)
+            err_console.print(f"{done}/{total} {unit}, {rate:.1f} {unit}/s", highlight=False)
 
     return update
 

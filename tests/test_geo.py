@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vgdata import geo
 from vgdata.errors import VgdataError
 from vgdata.geo import (
     LETTERS,
@@ -333,3 +334,13 @@ def test_one_zone_shortcut_equals_per_point_path():
     mixed = latlon_to_utm(np.append(lat, -33.9), np.append(lon, 151.2))
     for field in ("east", "north", "zone", "letter"):
         np.testing.assert_array_equal(getattr(alone, field), getattr(mixed, field)[:-1])
+
+
+def test_threaded_large_blocks_equal_single_thread(monkeypatch):
+    rng = np.random.default_rng(5)
+    n = geo.PARALLEL_MIN_POINTS + 12_345
+    lat, lon = rng.uniform(37.6, 37.9, n), rng.uniform(-122.55, -122.35, n)
+    threaded = geo.latlon_to_utm(lat, lon)
+    monkeypatch.setattr(geo, "PARALLEL_MIN_POINTS", 10 * n)
+    single = geo.latlon_to_utm(lat, lon)
+    assert np.array_equal(threaded.east, single.east) and np.array_equal(threaded.north, single.north)

@@ -21,8 +21,10 @@ float64/int16/str arrays of the broadcast shape.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -252,17 +254,48 @@ def _code_epsg(code: int) -> int:
     return (32700 if southern else 32600) + zone
 
 
-@cache
-def _transformer(src_epsg: int, dst_epsg: int) -> Transformer:
-    return Transformer.from_crs(src_epsg, dst_epsg, always_xy=True)
+PARALLEL_MIN_POINTS = 1_000_000
+"""Blocks at least this large are split over threads (PROJ releases the GIL); smaller
+blocks, such as a crop shard's, stay on the calling thread so process pools do not
+oversubscribe the cores."""
+
+_local = threading.local()
+
+
+def _thread_transformer(src_epsg: int, dst_epsg: int) -> Transformer:
+    """One transformer per thread and CRS pair (each thread keeps its own PROJ context)."""
+    cache = getattr(_local, "transformers", None)
+    if cache is None:
+        cache = _local.transformers = {}
+    key = (src_epsg, dst_epsg)
+    if key not in cache:
+        cache[key] = Transformer.from_crs(src_epsg, dst_epsg, always_xy=True)
+    return cache[key]
+
+
+def _threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _transform_block(code: int, x: np.ndarray, y: np.ndarray, to_utm: bool) -> None:
-    """Transform one zone's contiguous x/y arrays in place."""
+    """Transform one zone's contiguous x/y arrays in place (threaded for large blocks)."""
     epsg = _code_epsg(code)
     src, dst = (WGS84_EPSG, epsg) if to_utm else (epsg, WGS84_EPSG)
+    threads = _threads() if x.size >= PARALLEL_MIN_POINTS else 1
+
+    def run(lo: int, hi: int) -> None:
+        _thread_transformer(src, dst).transform(x[lo:hi], y[lo:hi], inplace=True, errcheck=True)
+
     try:
-        _transformer(src, dst).transform(x, y, inplace=True, errcheck=True)
+        if threads == 1:
+            run(0, x.size)
+        else:
+            bounds = np.linspace(0, x.size, threads + 1).astype(int)
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(run, bounds[:-1], bounds[1:]))
     except ProjError as err:
         raise GeoError(f"PROJ failed to transform {x.size} point(s) from EPSG:{src} to EPSG:{dst}: {err}") from err
 
