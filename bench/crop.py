@@ -1,6 +1,6 @@
 """Crop-job throughput against the raw Pillow limit, and UTM rates, in one run.
 
-    python bench/crop.py [--n 64] [--repeats 3] [--utm-n 2000000]
+    python bench/crop.py [--n 128] [--shard-size 32] [--repeats 5] [--utm-n 2000000]
 
 Prints, with medians over ``--repeats``:
   * raw limit: decode + 12 strip crops + JPEG q95 encode of the same files, Pillow
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import shutil
 import statistics
 import sys
@@ -48,6 +49,7 @@ def raw_limit(files: list[Path], headings: list[float], quality: int = 95, out_d
     if out_dir is not None:
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
+    os.sync()  # no write-back of an earlier step's files during this one
     start = time.perf_counter()
     for f, h in zip(files, headings, strict=True):
         with Image.open(f) as im:
@@ -66,11 +68,14 @@ def raw_limit(files: list[Path], headings: list[float], quality: int = 95, out_d
     return time.perf_counter() - start
 
 
-def job_seconds(pano_dir: Path, csv_path: Path, workers: int) -> float:
+def job_seconds(pano_dir: Path, csv_path: Path, workers: int, shard_size: int = 32) -> float:
     tmp = Path(tempfile.mkdtemp(dir=OUT))
     try:
+        os.sync()
         start = time.perf_counter()
-        build_catalog(BuildConfig(tmp / "cat", panoramas=pano_dir, metadata=csv_path, workers=workers, shard_size=8))
+        build_catalog(
+            BuildConfig(tmp / "cat", panoramas=pano_dir, metadata=csv_path, workers=workers, shard_size=shard_size)
+        )
         return time.perf_counter() - start
     finally:
         shutil.rmtree(tmp)
@@ -78,8 +83,9 @@ def job_seconds(pano_dir: Path, csv_path: Path, workers: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=64, help="panoramas (3328x1664)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n", type=int, default=128, help="panoramas (3328x1664)")
+    ap.add_argument("--shard-size", type=int, default=32, help="panoramas per shard of the job")
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--utm-n", type=int, nargs="+", default=[2_000_000, 10_000_000], help="point counts for UTM")
     args = ap.parse_args()
 
@@ -101,8 +107,8 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so drift in machine load hits all alike
         raw_t.append(raw_limit(files, headings))
         rawio_t.append(raw_limit(files, headings, out_dir=OUT / "raw-crops"))
-        one_t.append(job_seconds(pano_dir, csv_path, 1))
-        two_t.append(job_seconds(pano_dir, csv_path, 2))
+        one_t.append(job_seconds(pano_dir, csv_path, 1, args.shard_size))
+        two_t.append(job_seconds(pano_dir, csv_path, 2, args.shard_size))
     n = len(files)
     shutil.rmtree(OUT / "raw-crops", ignore_errors=True)
     raw_rate = n / statistics.median(raw_t)
