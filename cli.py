@@ -97,6 +97,9 @@ def build_catalog_cmd(
             result = _with_progress(unit, lambda p: build_catalog(config, progress=p))
     except VgdataError as e:
         raise _fail(e) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished shards are kept; run the same command again to resume")
+        raise typer.Exit(130) from None
     if json_out:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -148,7 +151,8 @@ def _print_build(r) -> None:
     state = "up to date" if r.up_to_date else f"{r.shards - r.shards_skipped} shard(s) run, {r.shards_skipped} resumed"
     console.print(
         f"[bold]{r.collection}[/]: {r.panoramas} panoramas, {r.images} images, "
-        f"{r.rejects} rejected ({state})\n  catalog {r.catalog}  fingerprint {r.fingerprint[:16]}"
+        f"{r.rejects} rejected ({state})\n  catalog {r.catalog}  fingerprint {r.catalog_fingerprint[:16]} "
+        f"(collection {r.fingerprint[:16]})"
     )
     if r.rejects_by_reason:
         t = Table("reason", "count", title="rejected inputs (see the catalog's rejects table)")

@@ -16,7 +16,13 @@ runner = CliRunner()
 
 def _result(**kw) -> BuildResult:
     base = {"catalog": "c", "collection": "database", "panoramas": 1, "images": 12, "rejects": 0}
-    base |= {"rejects_by_reason": {}, "fingerprint": "f" * 64, "shards": 1, "shards_skipped": 0}
+    base |= {
+        "rejects_by_reason": {},
+        "fingerprint": "f" * 64,
+        "catalog_fingerprint": "e" * 64,
+        "shards": 1,
+        "shards_skipped": 0,
+    }
     return BuildResult(**{**base, **kw})
 
 
@@ -94,3 +100,9 @@ def test_vgtrain_env_reports_components():
     assert res.exit_code == 0
     info = json.loads(res.output)
     assert info["python"].startswith("3.") and "torch" in info
+
+
+def test_ctrl_c_says_how_to_resume():
+    with patch("vgdata.build.build_catalog", side_effect=KeyboardInterrupt):
+        res = runner.invoke(vgdata_app, ["build-catalog", "c", "--images", "i"])
+    assert res.exit_code == 130 and "run the same command again to resume" in res.output

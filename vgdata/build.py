@@ -66,6 +66,9 @@ class BuildResult:
     rejects: int
     rejects_by_reason: dict[str, int]
     fingerprint: str
+    """The collection's content fingerprint (build.json: collections.<name>.fingerprint)."""
+    catalog_fingerprint: str
+    """The whole catalog's fingerprint, over all its collections (build.json: fingerprint)."""
     shards: int
     shards_skipped: int
     up_to_date: bool = False
@@ -101,7 +104,7 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
     done = build["collections"].get(collection)
     if done is not None:
         if done.get("plan_key") == plan_key:
-            return _result_from_build(cat, collection, done, up_to_date=True)
+            return _result_from_build(cat, collection, build, up_to_date=True)
         raise UsageError(
             f"collection {collection!r} of {cat.root} was built from other inputs or parameters; "
             f"choose another --collection or delete {cat.root} to rebuild"
@@ -168,7 +171,7 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
     shutil.rmtree(job_dir, ignore_errors=True)
     if not any((cat.root / "_jobs").iterdir()):
         (cat.root / "_jobs").rmdir()
-    return _result_from_build(cat, collection, info, skipped=skipped)
+    return _result_from_build(cat, collection, build, skipped=skipped)
 
 
 def _check_config(c: BuildConfig) -> None:
@@ -284,8 +287,9 @@ def _check_unique_ids(cat: Catalog, collection: str) -> None:
 
 
 def _result_from_build(
-    cat: Catalog, collection: str, info: dict, *, up_to_date: bool = False, skipped: int = 0
+    cat: Catalog, collection: str, build: dict, *, up_to_date: bool = False, skipped: int = 0
 ) -> BuildResult:
+    info = build["collections"][collection]
     return BuildResult(
         catalog=str(cat.root),
         collection=collection,
@@ -294,6 +298,7 @@ def _result_from_build(
         rejects=info["counts"]["rejects"],
         rejects_by_reason=info["rejects_by_reason"],
         fingerprint=info["fingerprint"],
+        catalog_fingerprint=build["fingerprint"],
         shards=info["shards"],
         shards_skipped=info["shards"] if up_to_date else skipped,
         up_to_date=up_to_date,
