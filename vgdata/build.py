@@ -209,21 +209,14 @@ def _plan_panoramas(c: BuildConfig, cat: Catalog):
 
     plan = read_metadata(c.metadata, c.panoramas, c.collection)
     crop_root = cat.root / "crops" / c.collection
-    shards = []
-    for k in range(0, len(plan.rows), c.shard_size):
-        sid = f"{k // c.shard_size:06d}"
-        payload = {
-            "catalog": str(cat.root),
-            "collection": c.collection,
-            "shard": sid,
-            "pano_dir": str(c.panoramas.resolve()),
-            "crop_root": str(crop_root),
-            "quality": c.quality,
-            "n_crops": c.n_crops,
-            "step_deg": c.step_deg,
-            "rows": plan.rows[k : k + c.shard_size],
-        }
-        shards.append((sid, payload))
+    common = {
+        "pano_dir": str(c.panoramas.resolve()),
+        "crop_root": str(crop_root),
+        "quality": c.quality,
+        "n_crops": c.n_crops,
+        "step_deg": c.step_deg,
+    }
+    shards = _shards(cat, c.collection, "rows", plan.rows, c.shard_size, common)
     return shards, plan.rejects, f"crops/{c.collection}"
 
 
@@ -232,18 +225,19 @@ def _plan_images(c: BuildConfig, cat: Catalog):
 
     paths, rejects = list_images(c.images, c.collection)
     size = c.shard_size * 64  # header probes are ~100x cheaper than cropping a panorama
-    shards = []
-    for k in range(0, len(paths), size):
-        sid = f"{k // size:06d}"
-        payload = {
-            "catalog": str(cat.root),
-            "collection": c.collection,
-            "shard": sid,
-            "folder": str(c.images.resolve()),
-            "paths": paths[k : k + size],
-        }
-        shards.append((sid, payload))
+    shards = _shards(cat, c.collection, "paths", paths, size, {"folder": str(c.images.resolve())})
     return shards, rejects, str(c.images.resolve())
+
+
+def _shards(cat: Catalog, collection: str, key: str, items: list, size: int, common: dict) -> list[tuple[str, dict]]:
+    """Cut ``items`` into shards of ``size``: ``(shard_id, payload)`` with ``payload[key]`` the slice."""
+    out = []
+    for k in range(0, len(items), size):
+        sid = f"{k // size:06d}"
+        payload = {"catalog": str(cat.root), "collection": collection, "shard": sid, **common}
+        payload[key] = items[k : k + size]
+        out.append((sid, payload))
+    return out
 
 
 def _crop_fn():

@@ -16,6 +16,24 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# Position, orientation and time: shared by images and panoramas, in this order.
+_POSE = [
+    ("lat", pa.float64()),
+    ("lon", pa.float64()),
+    ("utm_east", pa.float64()),
+    ("utm_north", pa.float64()),
+    ("utm_zone", pa.int16()),
+    ("utm_letter", pa.string()),
+    ("heading", pa.float64()),
+    ("pitch", pa.float64()),
+    ("roll", pa.float64()),
+    ("altitude", pa.float64()),
+    ("timestamp", pa.string()),
+    ("year", pa.int16()),
+    ("month", pa.int8()),
+]
+_SIZE = [("width", pa.int32()), ("height_px", pa.int32())]
+
 IMAGES = pa.schema(
     [
         ("image_id", pa.int64()),
@@ -23,45 +41,13 @@ IMAGES = pa.schema(
         ("collection", pa.string()),
         ("pano_id", pa.string()),
         ("tile", pa.int16()),
-        ("lat", pa.float64()),
-        ("lon", pa.float64()),
-        ("utm_east", pa.float64()),
-        ("utm_north", pa.float64()),
-        ("utm_zone", pa.int16()),
-        ("utm_letter", pa.string()),
-        ("heading", pa.float64()),
-        ("pitch", pa.float64()),
-        ("roll", pa.float64()),
-        ("altitude", pa.float64()),
-        ("timestamp", pa.string()),
-        ("year", pa.int16()),
-        ("month", pa.int8()),
-        ("width", pa.int32()),
-        ("height_px", pa.int32()),
+        *_POSE,
+        *_SIZE,
     ]
 )
 
 PANORAMAS = pa.schema(
-    [
-        ("pano_id", pa.string()),
-        ("collection", pa.string()),
-        ("source_path", pa.string()),
-        ("lat", pa.float64()),
-        ("lon", pa.float64()),
-        ("utm_east", pa.float64()),
-        ("utm_north", pa.float64()),
-        ("utm_zone", pa.int16()),
-        ("utm_letter", pa.string()),
-        ("heading", pa.float64()),
-        ("pitch", pa.float64()),
-        ("roll", pa.float64()),
-        ("altitude", pa.float64()),
-        ("timestamp", pa.string()),
-        ("year", pa.int16()),
-        ("month", pa.int8()),
-        ("width", pa.int32()),
-        ("height_px", pa.int32()),
-    ]
+    [("pano_id", pa.string()), ("collection", pa.string()), ("source_path", pa.string()), *_POSE, *_SIZE]
 )
 
 REJECTS = pa.schema(
