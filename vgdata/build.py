@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vgdata import __version__, jobs
-from vgdata.catalog import Catalog, atomic_write_table, combine_digests, table_digest
+from vgdata.catalog import Catalog, atomic_write_bytes, atomic_write_table, combine_digests, table_digest
 from vgdata.errors import UsageError, VgdataError
 
 PLAN_SHARD = "plan"  # the part holding the rejects found while planning
@@ -115,7 +115,7 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
     if state.is_file() and json.loads(state.read_text()).get("plan_key") != plan_key:
         _discard_partial(cat, collection, job_dir)  # an interrupted build with other parameters
     job_dir.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps({"plan_key": plan_key, "params": params}, indent=2))
+    atomic_write_bytes(state, json.dumps({"plan_key": plan_key, "params": params}, indent=2).encode())
 
     if kind == "panoramas":
         shards, plan_rejects, image_root = _plan_panoramas(config, cat)
