@@ -140,7 +140,7 @@ def test_usage_errors_are_one_line(tmp_path, raw_panos):
     bad.write_text("pano_id,lat\nx,1\n")
     with pytest.raises(UsageError, match="lacks required column.*lon, heading, timestamp"):
         build_catalog(BuildConfig(tmp_path / "c", panoramas=pano_dir, metadata=bad))
-    with pytest.raises(UsageError, match="either --panoramas"):
+    with pytest.raises(UsageError, match="exactly one of --panoramas"):
         build_catalog(BuildConfig(tmp_path / "c"))
 
 

@@ -10,6 +10,7 @@ re-running it after success does nothing.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import shutil
 from collections import Counter
@@ -26,6 +27,14 @@ from vgdata.errors import UsageError, VgdataError
 
 PLAN_SHARD = "plan"  # the part holding the rejects found while planning
 
+SOURCES = {
+    "panoramas": "vgdata.sources.panoramas",
+    "images": "vgdata.sources.at_folder",
+    "photos": "vgdata.sources.photos",
+    "poses": "vgdata.sources.poses",
+}
+"""Source kinds and their modules (``describe``, ``plan``, ``run_shard``)."""
+
 
 @dataclass
 class BuildConfig:
@@ -38,7 +47,15 @@ class BuildConfig:
     metadata: Path | None = None
     """Panorama metadata CSV: pano_id, lat, lon, heading (deg, centre column), timestamp."""
     images: Path | None = None
-    """Folder of '@'-named images to import in place (exclusive with ``panoramas``)."""
+    """Folder of '@'-named images to import in place."""
+    photos: Path | None = None
+    """Folder of Flickr-style query photos with EXIF GPS (SF-XL test v1 style)."""
+    poses: Path | None = None
+    """CSV of query images with 6DoF poses (SF-XL test v2 style)."""
+    poses_images: Path | None = None
+    """Folder the ``path`` column of ``poses`` is relative to (default: the CSV's folder)."""
+    short_side: int = 480
+    """Query photos/poses images are resized so their shorter side is this many pixels (0 = keep)."""
     collection: str = "database"
     """Collection the images join: database, queries_v1, ..."""
     quality: int = 95
@@ -53,6 +70,12 @@ class BuildConfig:
     """Worker processes; 0 = all cores."""
     strict: bool = False
     """Fail (exit 1) when anything was rejected."""
+
+    @property
+    def kind(self) -> str:
+        """Which source this config names: panoramas, images, photos or poses."""
+        given = [k for k in SOURCES if getattr(self, k) is not None]
+        return given[0] if len(given) == 1 else ""
 
 
 @dataclass
@@ -87,14 +110,16 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
     cat = Catalog(config.catalog)
     cat.root.mkdir(parents=True, exist_ok=True)
     collection = config.collection
-    kind = "panoramas" if config.panoramas is not None else "images"
-    source = _source_description(config, kind)
+    kind = config.kind
+    source_mod = _source_module(kind)
+    source = source_mod.describe(config)
     params = {
         "kind": kind,
         "source": source,
         "quality": config.quality,
         "n_crops": config.n_crops,
         "step_deg": config.step_deg,
+        "short_side": config.short_side,
         "shard_size": config.shard_size,
         "tool_version": __version__,
     }
@@ -117,12 +142,8 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
     job_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(state, json.dumps({"plan_key": plan_key, "params": params}, indent=2).encode())
 
-    if kind == "panoramas":
-        shards, plan_rejects, image_root = _plan_panoramas(config, cat)
-        fn, size_of = _crop_fn(), (lambda p: len(p["rows"]))
-    else:
-        shards, plan_rejects, image_root = _plan_images(config, cat)
-        fn, size_of = _probe_fn(), (lambda p: len(p["paths"]))
+    shards, plan_rejects, image_root = source_mod.plan(config, cat)
+    fn, size_of = source_mod.run_shard, (lambda p: len(p["items"]))
     atomic_write_table(cat.part_path("rejects", collection, PLAN_SHARD), plan_rejects)
 
     total = sum(size_of(p) for _, p in shards)
@@ -175,8 +196,8 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
 
 
 def _check_config(c: BuildConfig) -> None:
-    if (c.panoramas is None) == (c.images is None):
-        raise UsageError("give either --panoramas DIR --metadata CSV, or --images DIR")
+    if not c.kind:
+        raise UsageError("give exactly one of --panoramas DIR --metadata CSV, --images DIR, --photos DIR, --poses CSV")
     if c.panoramas is not None:
         if c.metadata is None:
             raise UsageError("--panoramas needs --metadata CSV (pano_id, lat, lon, heading, timestamp)")
@@ -184,72 +205,25 @@ def _check_config(c: BuildConfig) -> None:
             raise UsageError(f"panoramas folder not found: {c.panoramas}")
         if not c.metadata.is_file():
             raise UsageError(f"metadata CSV not found: {c.metadata}")
-    elif not c.images.is_dir():
-        raise UsageError(f"images folder not found: {c.images}")
+    for name in ("images", "photos"):
+        folder = getattr(c, name)
+        if folder is not None and not folder.is_dir():
+            raise UsageError(f"{name} folder not found: {folder}")
+    if c.poses is not None and not c.poses.is_file():
+        raise UsageError(f"poses CSV not found: {c.poses}")
     if not 1 <= c.quality <= 95:
         raise UsageError(f"--quality must be in 1..95, got {c.quality}")
     if c.shard_size < 1:
         raise UsageError(f"--shard-size must be >= 1, got {c.shard_size}")
+    if c.short_side < 0:
+        raise UsageError(f"--short-side must be >= 0, got {c.short_side}")
     if not c.collection.replace("_", "").replace("-", "").isalnum():
         raise UsageError(f"--collection must be letters, digits, '_' or '-', got {c.collection!r}")
 
 
-def _source_description(c: BuildConfig, kind: str) -> dict[str, Any]:
-    if kind == "panoramas":
-        return {
-            "panoramas": str(c.panoramas.resolve()),
-            "metadata": str(c.metadata.resolve()),
-            "metadata_sha256": hashlib.sha256(c.metadata.read_bytes()).hexdigest(),
-        }
-    return {"images": str(c.images.resolve())}
-
-
-def _plan_panoramas(c: BuildConfig, cat: Catalog):
-    from vgdata.sources.panoramas import read_metadata
-
-    plan = read_metadata(c.metadata, c.panoramas, c.collection)
-    crop_root = cat.root / "crops" / c.collection
-    common = {
-        "pano_dir": str(c.panoramas.resolve()),
-        "crop_root": str(crop_root),
-        "quality": c.quality,
-        "n_crops": c.n_crops,
-        "step_deg": c.step_deg,
-    }
-    shards = _shards(cat, c.collection, "rows", plan.rows, c.shard_size, common)
-    return shards, plan.rejects, f"crops/{c.collection}"
-
-
-def _plan_images(c: BuildConfig, cat: Catalog):
-    from vgdata.sources.at_folder import list_images
-
-    paths, rejects = list_images(c.images, c.collection)
-    size = c.shard_size * 64  # header probes are ~100x cheaper than cropping a panorama
-    shards = _shards(cat, c.collection, "paths", paths, size, {"folder": str(c.images.resolve())})
-    return shards, rejects, str(c.images.resolve())
-
-
-def _shards(cat: Catalog, collection: str, key: str, items: list, size: int, common: dict) -> list[tuple[str, dict]]:
-    """Cut ``items`` into shards of ``size``: ``(shard_id, payload)`` with ``payload[key]`` the slice."""
-    out = []
-    for k in range(0, len(items), size):
-        sid = f"{k // size:06d}"
-        payload = {"catalog": str(cat.root), "collection": collection, "shard": sid, **common}
-        payload[key] = items[k : k + size]
-        out.append((sid, payload))
-    return out
-
-
-def _crop_fn():
-    from vgdata.sources.panoramas import crop_shard
-
-    return crop_shard
-
-
-def _probe_fn():
-    from vgdata.sources.at_folder import probe_shard
-
-    return probe_shard
+def _source_module(kind: str):
+    """The source module of ``kind``: it has ``describe(config)``, ``plan(config, cat)``, ``run_shard(payload)``."""
+    return importlib.import_module(SOURCES[kind])
 
 
 def _discard_partial(cat: Catalog, collection: str, job_dir: Path) -> None:

@@ -135,6 +135,56 @@ class Catalog:
         root = Path(info["image_root"])
         return root if root.is_absolute() else (self.root / root).resolve()
 
+    def image_roots(self, build: dict[str, Any] | None = None) -> dict[str, str]:
+        """Absolute image root of every collection (what manifests carry for vgtrain)."""
+        build = build or self.require()
+        return {c: str(self.image_root(c, build)) for c in sorted(build["collections"])}
+
+    # ---------- manifests
+    @property
+    def manifests_dir(self) -> Path:
+        return self.root / "manifests"
+
+    def write_manifest(self, name: str, table: pa.Table, *, kind: str, params: dict[str, Any]) -> Path:
+        """Write ``manifests/<name>.parquet`` with its provenance in the key-value metadata.
+
+        Keys: ``vgdata.kind``, ``vgdata.params`` (JSON), ``vgdata.catalog_fingerprint``,
+        ``vgdata.image_roots`` (JSON: collection -> absolute folder the ``path`` column is
+        relative to) and ``vgdata.tool_version``. vgtrain reads these with pyarrow only.
+        """
+        from vgdata import __version__
+
+        build = self.require()
+        meta = {
+            "vgdata.kind": kind,
+            "vgdata.params": json.dumps(params, sort_keys=True),
+            "vgdata.catalog_fingerprint": build["fingerprint"],
+            "vgdata.image_roots": json.dumps(self.image_roots(build), sort_keys=True),
+            "vgdata.tool_version": __version__,
+        }
+        path = self.manifests_dir / f"{name}.parquet"
+        atomic_write_table(path, table, meta)
+        return path
+
+    # ---------- sets: a collection name or a split view
+    def set_names(self, con=None) -> list[str]:
+        """Names usable where a SPLIT_OR_COLLECTION is asked for."""
+        build = self.require()
+        names = list(build["collections"])
+        for split in build.get("splits", {}).values():
+            names.extend(split["views"])
+        return sorted(set(names))
+
+    def set_sql(self, name: str) -> str:
+        """A SQL relation (``select * from images ...``) for a collection or a split view name."""
+        build = self.require()
+        if name in build["collections"]:
+            return f"select * from images where collection = '{_sql_literal(name)}'"
+        for split in build.get("splits", {}).values():
+            if name in split["views"]:
+                return f'select * from "{name}"'
+        raise UsageError(f"no collection or split named {name!r} in {self.root}; have: {', '.join(self.set_names())}")
+
     def parts(self, table: str, collection: str) -> list[Path]:
         """Existing Parquet parts of one collection in one table."""
         return sorted(self.table_dir(table).glob(f"{collection}-*.parquet"))
@@ -160,6 +210,12 @@ class Catalog:
             con.execute(f"set file_search_path = '{_sql_literal(str(self.root.resolve()))}'")
             for sql in sql_files():
                 con.execute(sql.read_text())
+            splits = self.load_build().get("splits", {})
+            if splits:
+                from vgdata.splits import split_view_statements
+
+                for statement in split_view_statements(splits):
+                    con.execute(statement)
         finally:
             con.close()
         os.replace(tmp, self.duckdb_path)

@@ -105,3 +105,18 @@ def run_shards(
                 if on_done:
                     on_done(shard_id, stats, sizes[shard_id])
     return results
+
+
+def cut_shards(catalog: Path, collection: str, items: list, size: int, common: dict) -> list[tuple[str, dict]]:
+    """Cut ``items`` into shards of ``size``: ``(shard_id, payload)``, ``payload["items"]`` the slice.
+
+    Every payload also carries ``catalog``, ``collection``, ``shard`` and ``common``'s keys.
+    Shard ids are zero-padded positions, so a re-plan of the same inputs gives the same ids.
+    """
+    out = []
+    for k in range(0, len(items), size):
+        sid = f"{k // size:06d}"
+        payload = {"catalog": str(catalog), "collection": collection, "shard": sid, **common}
+        payload["items"] = items[k : k + size]
+        out.append((sid, payload))
+    return out

@@ -64,10 +64,25 @@ def list_images(folder: Path, collection: str) -> tuple[list[str], pa.Table]:
     return paths, from_columns(REJECTS, rej)
 
 
+def describe(config) -> dict:
+    """The inputs, for the build's plan key."""
+    return {"images": str(config.images.resolve())}
+
+
+def plan(config, cat) -> tuple[list[tuple[str, dict]], pa.Table, str]:
+    """Shards of paths to probe, rejected list entries, and the image root (the folder itself)."""
+    from vgdata.jobs import cut_shards
+
+    paths, rejects = list_images(config.images, config.collection)
+    size = config.shard_size * 64  # header probes are ~100x cheaper than cropping a panorama
+    root = str(config.images.resolve())
+    return cut_shards(cat.root, config.collection, paths, size, {"folder": root}), rejects, root
+
+
 def probe_shard(payload: dict) -> dict:
     """Parse the names of one shard of images, read their headers, write its parts.
 
-    ``payload``: ``catalog``, ``collection``, ``shard``, ``folder``, ``paths``.
+    ``payload``: ``catalog``, ``collection``, ``shard``, ``folder``, ``items`` (relative paths).
     """
     from PIL import Image
 
@@ -81,7 +96,7 @@ def probe_shard(payload: dict) -> dict:
         for k, v in zip(rej, (collection, "image", path, None, reason, detail), strict=True):
             rej[k].append(v)
 
-    for rel in payload["paths"]:
+    for rel in payload["items"]:
         full = folder / rel
         try:
             n = parse_name(rel)
@@ -135,3 +150,6 @@ def probe_shard(payload: dict) -> dict:
         "rejects": from_columns(REJECTS, rej),
     }
     return write_shard_tables(payload["catalog"], collection, payload["shard"], tables)
+
+
+run_shard = probe_shard

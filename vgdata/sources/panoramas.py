@@ -144,6 +144,33 @@ def read_metadata(csv_path: Path, pano_dir: Path, collection: str) -> MetadataPl
     return MetadataPlan(rows=rows, rejects=from_columns(REJECTS, rej), csv_rows=n)
 
 
+def describe(config) -> dict:
+    """The inputs, for the build's plan key: folders and the CSV's content hash."""
+    import hashlib
+
+    return {
+        "panoramas": str(config.panoramas.resolve()),
+        "metadata": str(config.metadata.resolve()),
+        "metadata_sha256": hashlib.sha256(config.metadata.read_bytes()).hexdigest(),
+    }
+
+
+def plan(config, cat) -> tuple[list[tuple[str, dict]], pa.Table, str]:
+    """Shards of valid CSV rows, the rejected rows, and the image root (relative to the catalog)."""
+    from vgdata.jobs import cut_shards
+
+    meta = read_metadata(config.metadata, config.panoramas, config.collection)
+    common = {
+        "pano_dir": str(config.panoramas.resolve()),
+        "crop_root": str(cat.root / "crops" / config.collection),
+        "quality": config.quality,
+        "n_crops": config.n_crops,
+        "step_deg": config.step_deg,
+    }
+    shards = cut_shards(cat.root, config.collection, meta.rows, config.shard_size, common)
+    return shards, meta.rejects, f"crops/{config.collection}"
+
+
 def _default_path(pano_dir: Path, pano_id: str) -> str:
     for suffix in IMAGE_SUFFIXES[1:]:
         if (pano_dir / f"{pano_id}{suffix}").is_file() and not (pano_dir / f"{pano_id}.jpg").is_file():
@@ -155,7 +182,7 @@ def crop_shard(payload: dict) -> dict:
     """Cut one shard of panoramas into SF-XL strip crops and write its three table parts.
 
     ``payload``: ``catalog``, ``collection``, ``shard``, ``pano_dir``, ``crop_root``,
-    ``quality`` (JPEG, 1-95), ``n_crops``, ``step_deg`` and ``rows`` (from read_metadata).
+    ``quality`` (JPEG, 1-95), ``n_crops``, ``step_deg`` and ``items`` (rows from read_metadata).
     Returns counts and the shard's content digest.
     """
     from PIL import Image
@@ -171,7 +198,7 @@ def crop_shard(payload: dict) -> dict:
     rej: dict[str, list] = {f.name: [] for f in REJECTS}
     made_dirs: set[Path] = set()
 
-    for r in payload["rows"]:
+    for r in payload["items"]:
         src = pano_dir / r["source_path"]
         try:
             with Image.open(src) as im:
@@ -226,6 +253,9 @@ def crop_shard(payload: dict) -> dict:
         "rejects": from_columns(REJECTS, rej),
     }
     return write_shard_tables(payload["catalog"], collection, payload["shard"], tables)
+
+
+run_shard = crop_shard
 
 
 def _append(rej: dict[str, list], collection, source, path, row, reason, detail) -> None:
