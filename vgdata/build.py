@@ -179,6 +179,50 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
         "fingerprint": fingerprint,
         "shards": len(shards),
     }
+    _check_unique_ids(cat, collection)
+    _store_collection(cat, build, collection, info)
+    shutil.rmtree(job_dir, ignore_errors=True)
+    if not any((cat.root / "_jobs").iterdir()):
+        (cat.root / "_jobs").rmdir()
+    return _result_from_build(cat, collection, build, skipped=skipped)
+
+
+def register_collection(catalog: str | Path, collection: str, *, image_root: str, source: dict) -> dict:
+    """Register a collection whose ``images/<collection>-*.parquet`` parts were written directly.
+
+    For generated rows (benchmarks, scale tests) that have no files to crop or probe. The
+    fingerprint hashes the part files' bytes. Returns the collection's build.json entry.
+    """
+    cat = Catalog(catalog)
+    parts = cat.parts("images", collection)
+    if not parts:
+        raise UsageError(f"no images/{collection}-*.parquet parts in {cat.root}")
+    digests = []
+    for p in parts:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            while chunk := f.read(1 << 24):
+                h.update(chunk)
+        digests.append((p.name, h.hexdigest()))
+    images = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    build = cat.load_build()
+    info = {
+        "kind": "registered",
+        "source": source,
+        "params": {},
+        "plan_key": combine_digests(digests)[:16],
+        "image_root": image_root,
+        "counts": {"panoramas": 0, "images": images, "rejects": 0},
+        "rejects_by_reason": {},
+        "fingerprint": combine_digests(digests),
+        "shards": len(parts),
+    }
+    _store_collection(cat, build, collection, info)
+    return info
+
+
+def _store_collection(cat: Catalog, build: dict, collection: str, info: dict) -> None:
+    """Add a finished collection to build.json (fingerprints, counts), then views; build.json last."""
     build.setdefault("format", "vgdata-catalog/1")
     build["collections"][collection] = info
     build["tool_version"] = __version__
@@ -186,13 +230,8 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
     build["counts"] = {
         k: sum(v["counts"][k] for v in build["collections"].values()) for k in ("panoramas", "images", "rejects")
     }
-    _check_unique_ids(cat, collection)
     cat.write_views()
     cat.write_build(build)  # last: a catalog without it is unfinished
-    shutil.rmtree(job_dir, ignore_errors=True)
-    if not any((cat.root / "_jobs").iterdir()):
-        (cat.root / "_jobs").rmdir()
-    return _result_from_build(cat, collection, build, skipped=skipped)
 
 
 def _check_config(c: BuildConfig) -> None:
