@@ -213,6 +213,57 @@ def export_cmd(
     console.print(f"{r.linked} hard-linked, {r.copied} copied")
 
 
+@vgdata_app.command("split-groups")
+def split_groups_cmd(
+    catalog: CatalogArg,
+    *,
+    m: Annotated[float, typer.Option("--M", help="Class cell side, metres.")] = 10,
+    alpha: Annotated[float, typer.Option("--alpha", help="Heading bin width, degrees.")] = 30,
+    n: Annotated[int, typer.Option("--N", help="Cells between classes of one group, per axis.")] = 5,
+    l: Annotated[int, typer.Option("--L", help="Heading bins between classes of one group.")] = 2,  # noqa: E741
+    min_images_per_class: Annotated[int, typer.Option(help="Drop classes with fewer images.")] = 10,
+    groups_num: Annotated[int, typer.Option(help="Groups to write (the first, in CosPlace's order).")] = 8,
+    collection: Annotated[str, typer.Option(help="Collection to compute classes on.")] = "database",
+    json_out: JsonOpt = False,
+) -> None:
+    """Compute CosPlace classes and groups in SQL and write the groups manifest (reused when unchanged)."""
+    from vgdata.groups import GroupsConfig, split_groups
+
+    config = GroupsConfig(
+        catalog=catalog,
+        m=m,
+        alpha=alpha,
+        n=n,
+        l=l,
+        min_images_per_class=min_images_per_class,
+        groups_num=groups_num,
+        collection=collection,
+    )
+    try:
+        r = split_groups(config)
+    except VgdataError as e:
+        raise _fail(e) from None
+    if json_out:
+        print(json.dumps(r.to_dict(), indent=2))
+        return
+    t = Table("rank", "group (e, n, h)", "classes", "images", title=f"CosPlace groups ({r.total_groups} in all)")
+    for g in r.groups:
+        style = None if g["group_rank"] < groups_num else "dim"
+        t.add_row(
+            str(g["group_rank"]),
+            f"({g['group_e']}, {g['group_n']}, {g['group_h']})",
+            str(g["classes"]),
+            str(g["images"]),
+            style=style,
+        )
+    console.print(t)
+    state = "reused" if r.reused else "written"
+    console.print(
+        f"first {groups_num} groups: {r.manifest_classes} classes, {r.manifest_images} images\n"
+        f"manifest ({state}): {r.manifest}"
+    )
+
+
 @vgdata_app.command("version")
 def version_cmd() -> None:
     """Print the vgdata version."""

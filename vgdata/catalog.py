@@ -233,7 +233,11 @@ class Catalog:
 
 
 def sql_files() -> list[Path]:
-    """SQL files in dependency order: staging, core, splits, manifests (tests are not views)."""
+    """SQL files in dependency order: staging, core, splits, manifests (tests are not views).
+
+    Within a layer files run in name order (``_macros.sql`` first); DuckDB binds a macro
+    when it is created, so a file may only use what earlier layers or names defined.
+    """
     layers = ["staging", "core", "splits", "manifests"]
     return [p for layer in layers for p in sorted((SQL_DIR / layer).glob("*.sql"))]
 

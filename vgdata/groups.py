@@ -1,0 +1,189 @@
+"""``split-groups``: CosPlace classes and groups as SQL, materialised as a manifest.
+
+The semantics are those of CosPlace (REFERENCE.md b.1-b.2), computed by the table macros
+in ``vgdata/sql/core/`` (``cosplace_classes``, ``cosplace_groups``, ``cosplace_summary``):
+
+* class = (floor(utm_east / M), floor(utm_north / M), floor(heading / alpha)), with the UTM
+  zone and hemisphere in the key; exact floors (like Python's ``//``), heading wrapped into
+  [0, 360) first (CosPlace would make a heading of 360 a class of its own);
+* group = (class_e mod N, class_n mod N, class_h mod L) with a floor-mod;
+* classes with fewer than ``min_images_per_class`` images are dropped;
+* groups are ranked in CosPlace's order: by the first image, in path order, that belongs to
+  a kept class of the group; so groups 0..groups_num-1 are those CosPlace trains on.
+
+The manifest ``manifests/groups_M{M}_a{alpha}_N{N}_L{L}_mipc{mipc}_g{groups}_{fp}.parquet``
+is named by its parameters and the catalog fingerprint, so a re-run on an unchanged catalog
+reuses it. One row per image of the first ``groups_num`` groups, ordered by group_rank,
+class_index, path; columns: group_rank, class_index, image_id, collection, path, utm_east,
+utm_north, utm_zone, heading, class_e, class_n, class_h, group_e, group_n, group_h.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vgdata import __version__
+from vgdata.catalog import Catalog, _sql_literal
+from vgdata.errors import UsageError, VgdataError
+
+
+@dataclass
+class GroupsConfig:
+    """Parameters of ``vgdata split-groups`` (CosPlace's names and defaults)."""
+
+    catalog: Path
+    """Catalog folder."""
+    m: float = 10
+    """M: side of a class cell, metres."""
+    alpha: float = 30
+    """alpha: width of a heading bin, degrees."""
+    n: int = 5
+    """N: cells between two classes of one group, per axis."""
+    l: int = 2  # noqa: E741 - the paper's name
+    """L: heading bins between two classes of one group."""
+    min_images_per_class: int = 10
+    """Classes with fewer images are dropped."""
+    groups_num: int = 8
+    """Groups written to the manifest (the first ones, in CosPlace's order)."""
+    collection: str = "database"
+    """Collection the classes are computed on."""
+    memory_limit: str = "1GB"
+    """DuckDB memory limit (it spills to disk beyond it)."""
+
+    def params(self) -> dict[str, Any]:
+        """The parameters that define the manifest's content."""
+        return {
+            "M": self.m,
+            "alpha": self.alpha,
+            "N": self.n,
+            "L": self.l,
+            "min_images_per_class": self.min_images_per_class,
+            "groups_num": self.groups_num,
+            "collection": self.collection,
+        }
+
+
+@dataclass
+class GroupsResult:
+    """What split-groups found and wrote."""
+
+    manifest: str
+    groups: list[dict[str, Any]]
+    """Every group with kept classes: group_rank, group_e, group_n, group_h, classes, images."""
+    total_groups: int
+    manifest_images: int
+    manifest_classes: int
+    reused: bool
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check(c: GroupsConfig) -> None:
+    if not (c.m > 0 and c.alpha > 0):
+        raise UsageError(f"--M and --alpha must be > 0, got M={c.m}, alpha={c.alpha}")
+    if c.n < 1 or c.l < 1 or c.groups_num < 1 or c.min_images_per_class < 1:
+        raise UsageError("--N, --L, --groups-num and --min-images-per-class must be >= 1")
+
+
+def manifest_name(c: GroupsConfig, fingerprint: str) -> str:
+    """``groups_M10_a30_N5_L2_mipc10_g8_<catalog fingerprint[:12]>`` (no extension)."""
+    return (
+        f"groups_M{c.m:g}_a{c.alpha:g}_N{c.n}_L{c.l}_mipc{c.min_images_per_class}_g{c.groups_num}"
+        f"{'' if c.collection == 'database' else '_' + c.collection}_{fingerprint[:12]}"
+    )
+
+
+def split_groups(config: GroupsConfig) -> GroupsResult:
+    """Compute CosPlace classes and groups over the catalog and write the groups manifest.
+
+    Raises VgdataError (with how to fix it) when fewer than ``groups_num`` groups exist.
+    """
+    _check(config)
+    cat = Catalog(config.catalog)
+    build = cat.require()
+    if config.collection not in build["collections"]:
+        raise UsageError(f"no collection {config.collection!r} in {cat.root}; have {', '.join(build['collections'])}")
+    args = {
+        "m": float(config.m),
+        "alpha": float(config.alpha),
+        "n": int(config.n),
+        "l": int(config.l),
+        "min_images_per_class": int(config.min_images_per_class),
+        "coll": config.collection,
+    }
+    macro_args = ", ".join(f"{k} := ${k}" for k in args)
+    con = cat.connect()
+    try:
+        con.execute(f"set memory_limit = '{_sql_literal(config.memory_limit)}'")
+        rel = con.sql(f"select * from cosplace_summary({macro_args})", params=args)
+        cols = rel.columns
+        groups = [dict(zip(cols, row, strict=True)) for row in rel.fetchall()]
+        if len(groups) < config.groups_num:
+            raise VgdataError(_too_few_groups_message(config, groups))
+        chosen = groups[: config.groups_num]
+        name = manifest_name(config, build["fingerprint"])
+        path = cat.manifests_dir / f"{name}.parquet"
+        reused = path.is_file()
+        if not reused:
+            _write_manifest(con, cat, build, config, args, macro_args, path)
+    finally:
+        con.close()
+    return GroupsResult(
+        manifest=str(path),
+        groups=groups,
+        total_groups=len(groups),
+        manifest_images=sum(g["images"] for g in chosen),
+        manifest_classes=sum(g["classes"] for g in chosen),
+        reused=reused,
+        params=config.params(),
+    )
+
+
+def _too_few_groups_message(c: GroupsConfig, groups: list[dict[str, Any]]) -> str:
+    found = len(groups)
+    if found == 0:
+        return (
+            f"no class of collection {c.collection!r} has >= {c.min_images_per_class} images "
+            f"(M={c.m:g} m, alpha={c.alpha:g} deg); use a smaller --min-images-per-class or a larger --M/--alpha"
+        )
+    return (
+        f"only {found} group(s) have classes with >= {c.min_images_per_class} images, but --groups-num is "
+        f"{c.groups_num}; use --groups-num {found} or a smaller --min-images-per-class"
+    )
+
+
+def _write_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args, macro_args, path: Path) -> None:
+    meta = {
+        "vgdata.kind": "groups",
+        "vgdata.params": json.dumps(config.params(), sort_keys=True),
+        "vgdata.catalog_fingerprint": build["fingerprint"],
+        "vgdata.image_roots": json.dumps(cat.image_roots(build), sort_keys=True),
+        "vgdata.tool_version": __version__,
+    }
+    kv = ", ".join(f"'{_sql_literal(k)}': '{_sql_literal(v)}'" for k, v in meta.items())
+    cat.manifests_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    query = f"""
+        select
+            group_rank, class_index, image_id, ${"coll"} as collection, path,
+            utm_east, utm_north, zone as utm_zone, heading,
+            class_e, class_n, class_h, group_e, group_n, group_h
+        from cosplace_groups({macro_args})
+        where group_rank < {int(config.groups_num)}
+        order by group_rank, class_index, path
+    """
+    try:
+        con.execute(
+            f"copy ({query}) to '{_sql_literal(str(tmp))}' "
+            f"(format parquet, compression zstd, row_group_size 100000, kv_metadata {{{kv}}})",
+            args,
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

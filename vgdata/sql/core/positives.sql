@@ -1,0 +1,116 @@
+-- grain: one row per (query image, database image) pair closer than `threshold` metres
+--
+-- positives(database_table, queries_table, threshold := 25.0)
+--   database_table, queries_table: names of relations (tables or views) with the images columns
+--   image_id, utm_east, utm_north, utm_zone, utm_letter; read with query_table(), e.g.
+--   `create temp view q as select * from images where collection = 'queries_v1'`, then
+--   `from positives('db', 'q')`.
+--   threshold: radius in metres, inclusive (CosPlace's 25 m, REFERENCE.md section c).
+--
+-- A database image is a positive of a query when both lie in one UTM coordinate system and
+-- (de - qe)^2 + (dn - qn)^2 <= threshold^2 (Euclidean metres, squared: no sqrt in the test).
+-- Coordinate system = (zone, hemisphere): hemisphere from utm_letter (< 'N' is southern), since
+-- the same zone north and south of the equator are two systems with different false northings.
+-- Null zones (names without a zone, e.g. Nordland's dummy coordinates) count as one system, zone 0,
+-- and a null letter counts as northern. Rows without finite utm_east/utm_north have no positives.
+--
+-- Grid-bucket join, never a cross product: database images fall in square cells of side
+-- `threshold`, (floor(e / t), floor(n / t)). A query looks in every cell its box
+-- [e - t, e + t] x [n - t, n + t] touches, i.e. its own cell and the 8 around it. The box ends are
+-- computed with the same floor(x / t) as the database cells, and rounding is monotonic, so a pair
+-- at exactly `threshold` is never lost to a cell edge. Each database image sits in one cell and a
+-- query's cells are distinct, so every pair appears once.
+create or replace macro positives(database_table, queries_table, threshold := 25.0) as table
+with
+
+database_images as (
+    select image_id, utm_east, utm_north, utm_zone, utm_letter
+    from query_table(database_table)
+),
+
+query_images as (
+    select image_id, utm_east, utm_north, utm_zone, utm_letter
+    from query_table(queries_table)
+),
+
+---------- one cell per database image
+database_cells as (
+    select
+        image_id,
+        utm_east,
+        utm_north,
+        coalesce(utm_zone, 0) as zone_key,
+        coalesce(upper(utm_letter) < 'N', false) as is_south,
+        floor(utm_east / threshold)::bigint as cell_e,
+        floor(utm_north / threshold)::bigint as cell_n
+    from database_images
+    where isfinite(utm_east) and isfinite(utm_north)
+),
+
+---------- the 3 x 3 cells around each query
+query_boxes as (
+    select
+        image_id,
+        utm_east,
+        utm_north,
+        coalesce(utm_zone, 0) as zone_key,
+        coalesce(upper(utm_letter) < 'N', false) as is_south,
+        floor((utm_east - threshold) / threshold)::bigint as cell_e_lo,
+        floor((utm_east + threshold) / threshold)::bigint as cell_e_hi,
+        floor((utm_north - threshold) / threshold)::bigint as cell_n_lo,
+        floor((utm_north + threshold) / threshold)::bigint as cell_n_hi
+    from query_images
+    where isfinite(utm_east) and isfinite(utm_north)
+),
+
+query_columns as (
+    select
+        image_id,
+        utm_east,
+        utm_north,
+        zone_key,
+        is_south,
+        cell_n_lo,
+        cell_n_hi,
+        unnest(range(cell_e_lo, cell_e_hi + 1)) as cell_e
+    from query_boxes
+),
+
+query_cells as (
+    select
+        image_id,
+        utm_east,
+        utm_north,
+        zone_key,
+        is_south,
+        cell_e,
+        unnest(range(cell_n_lo, cell_n_hi + 1)) as cell_n
+    from query_columns
+),
+
+---------- equi-join on (system, cell), then the exact distance test
+candidate_pairs as (
+    select
+        q.image_id as query_image_id,
+        d.image_id as database_image_id,
+        (d.utm_east - q.utm_east) * (d.utm_east - q.utm_east)
+        + (d.utm_north - q.utm_north) * (d.utm_north - q.utm_north) as squared_distance
+    from query_cells as q
+    inner join database_cells as d
+        on
+            d.zone_key = q.zone_key
+            and d.is_south = q.is_south
+            and d.cell_e = q.cell_e
+            and d.cell_n = q.cell_n
+),
+
+final as (
+    select
+        query_image_id,
+        database_image_id,
+        sqrt(squared_distance) as distance_m
+    from candidate_pairs
+    where squared_distance <= threshold * threshold
+)
+
+select * from final;
