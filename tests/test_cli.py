@@ -106,3 +106,22 @@ def test_ctrl_c_says_how_to_resume():
     with patch("vgdata.build.build_catalog", side_effect=KeyboardInterrupt):
         res = runner.invoke(vgdata_app, ["build-catalog", "c", "--images", "i"])
     assert res.exit_code == 130 and "run the same command again to resume" in res.output
+
+
+def test_split_groups_passes_cosplace_options(tmp_path):
+    from vgdata.groups import GroupsConfig, GroupsResult
+
+    result = GroupsResult(
+        manifest="m.parquet", groups=[], total_groups=0, manifest_images=0, manifest_classes=0, reused=False
+    )
+    with patch("vgdata.groups.split_groups", return_value=result) as fn:
+        res = runner.invoke(
+            vgdata_app,
+            ["split-groups", "cat", "--M", "15", "--alpha", "45", "--N", "3", "--L", "4"]
+            + ["--min-images-per-class", "5", "--groups-num", "2", "--json"],
+        )
+    assert res.exit_code == 0, res.output
+    assert fn.call_args.args[0] == GroupsConfig(
+        catalog=Path("cat"), m=15, alpha=45, n=3, l=4, min_images_per_class=5, groups_num=2
+    )
+    assert json.loads(res.output)["manifest"] == "m.parquet"

@@ -191,15 +191,33 @@ class Catalog:
 
     # ---------- DuckDB
     def ensure_table_dirs(self) -> None:
-        """Give every table at least an empty part so the views always resolve."""
+        """Give every table a zero-row part with the full schema.
+
+        The views read ``<table>/*.parquet`` with ``union_by_name``, so this part makes every
+        contract column exist (null where a part lacks it) and the views resolve even for a
+        table with no data yet.
+        """
         for name, schema in TABLES.items():
             d = self.table_dir(name)
             d.mkdir(parents=True, exist_ok=True)
-            if not any(d.glob("*.parquet")):
+            if not (d / "_empty.parquet").is_file():
                 atomic_write_table(d / "_empty.parquet", schema.empty_table())
 
+    def views_digest(self) -> str:
+        """sha256 of everything catalog.duckdb is made from: the SQL files and the split definitions."""
+        h = hashlib.sha256()
+        for sql in sql_files():
+            h.update(sql.name.encode())
+            h.update(sql.read_bytes())
+        h.update(json.dumps(self.load_build().get("splits", {}), sort_keys=True).encode())
+        return h.hexdigest()
+
     def write_views(self) -> None:
-        """(Re)create catalog.duckdb from the SQL files; it holds views and macros only."""
+        """(Re)create catalog.duckdb from the SQL files; it holds views and macros only.
+
+        It also defines ``vgdata_views_digest()``, so :meth:`connect` can tell when the SQL
+        files or the splits changed (a tool upgrade, a new split) and rebuild it.
+        """
         import duckdb
 
         self.ensure_table_dirs()
@@ -216,16 +234,31 @@ class Catalog:
 
                 for statement in split_view_statements(splits):
                     con.execute(statement)
+            con.execute(f"create or replace macro vgdata_views_digest() as '{self.views_digest()}'")
         finally:
             con.close()
         os.replace(tmp, self.duckdb_path)
 
+    def _views_current(self) -> bool:
+        import duckdb
+
+        try:
+            con = duckdb.connect(str(self.duckdb_path), read_only=True)
+        except duckdb.Error:
+            return False
+        try:
+            return con.execute("select vgdata_views_digest()").fetchall()[0][0] == self.views_digest()
+        except duckdb.Error:
+            return False
+        finally:
+            con.close()
+
     def connect(self, read_only: bool = True):
-        """A DuckDB connection to catalog.duckdb with the catalog folder as the search path."""
+        """A DuckDB connection to catalog.duckdb (rebuilt first if stale), searching the catalog folder."""
         import duckdb
 
         self.require()
-        if not self.duckdb_path.is_file():
+        if not self.duckdb_path.is_file() or not self._views_current():
             self.write_views()
         con = duckdb.connect(str(self.duckdb_path), read_only=read_only)
         con.execute(f"set file_search_path = '{_sql_literal(str(self.root.resolve()))}'")

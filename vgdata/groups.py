@@ -117,11 +117,17 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
         "min_images_per_class": int(config.min_images_per_class),
         "coll": config.collection,
     }
-    macro_args = ", ".join(f"{k} := ${k}" for k in args)
+    macro_args = ", ".join(f"{k} := ${k}" for k in args)  # named parameters, bound by DuckDB
     con = cat.connect()
     try:
         con.execute(f"set memory_limit = '{_sql_literal(config.memory_limit)}'")
-        rel = con.sql(f"select * from cosplace_summary({macro_args})", params=args)
+        # One pass over the images for the class table (integers and a first path per
+        # class); the summary and the manifest both read it.
+        con.execute(f"create temp table kept as select * from cosplace_kept_classes({macro_args})", args)
+        rel = con.sql(
+            "select group_rank, group_e, group_n, group_h, count(*) as classes, sum(class_images)::bigint as images "
+            "from kept group by all order by group_rank"
+        )
         cols = rel.columns
         groups = [dict(zip(cols, row, strict=True)) for row in rel.fetchall()]
         if len(groups) < config.groups_num:
@@ -131,7 +137,7 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
         path = cat.manifests_dir / f"{name}.parquet"
         reused = path.is_file()
         if not reused:
-            _write_manifest(con, cat, build, config, args, macro_args, path)
+            _write_manifest(con, cat, build, config, args, path)
     finally:
         con.close()
     return GroupsResult(
@@ -158,7 +164,7 @@ def _too_few_groups_message(c: GroupsConfig, groups: list[dict[str, Any]]) -> st
     )
 
 
-def _write_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args, macro_args, path: Path) -> None:
+def _write_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: dict, path: Path) -> None:
     meta = {
         "vgdata.kind": "groups",
         "vgdata.params": json.dumps(config.params(), sort_keys=True),
@@ -171,13 +177,15 @@ def _write_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args, 
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     query = f"""
         select
-            group_rank, class_index, image_id, ${"coll"} as collection, path,
-            utm_east, utm_north, zone as utm_zone, heading,
-            class_e, class_n, class_h, group_e, group_n, group_h
-        from cosplace_groups({macro_args})
-        where group_rank < {int(config.groups_num)}
-        order by group_rank, class_index, path
+            k.group_rank, k.class_index, c.image_id, $coll as collection, c.path,
+            c.utm_east, c.utm_north, c.zone as utm_zone, c.heading,
+            c.class_e, c.class_n, c.class_h, k.group_e, k.group_n, k.group_h
+        from cosplace_classes(m := $m, alpha := $alpha, coll := $coll) as c
+        inner join (select * from kept where group_rank < {int(config.groups_num)}) as k
+            using (zone, northern, class_e, class_n, class_h)
+        order by k.group_rank, k.class_index, c.path
     """
+    args = {k: args[k] for k in ("m", "alpha", "coll")}
     try:
         con.execute(
             f"copy ({query}) to '{_sql_literal(str(tmp))}' "

@@ -4,21 +4,15 @@ create or replace macro cosplace_summary(
 ) as table
 with
 
-groups as (
-    select * from cosplace_groups(
+kept_classes as (
+    select * from cosplace_kept_classes(
         m := m, alpha := alpha, n := n, l := l, min_images_per_class := min_images_per_class, coll := coll
     )
 ),
 
 final as (
-    select
-        group_rank,
-        group_e,
-        group_n,
-        group_h,
-        count(distinct class_index) as classes,
-        count(*) as images
-    from groups
+    select group_rank, group_e, group_n, group_h, count(*) as classes, sum(class_images)::bigint as images
+    from kept_classes
     group by all
     order by group_rank
 )

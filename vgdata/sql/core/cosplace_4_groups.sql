@@ -1,0 +1,40 @@
+-- grain: one row per image of a kept class, with its class, group, group_rank and class_index
+-- (semantics in cosplace_3_kept_classes.sql).
+create or replace macro cosplace_groups(
+    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, coll := 'database'
+) as table
+with
+
+classes as (
+    select * from cosplace_classes(m := m, alpha := alpha, coll := coll)
+),
+
+kept_classes as (
+    select * from cosplace_kept_classes(
+        m := m, alpha := alpha, n := n, l := l, min_images_per_class := min_images_per_class, coll := coll
+    )
+),
+
+final as (
+    select
+        c.image_id,
+        c.path,
+        c.zone,
+        c.northern,
+        c.utm_east,
+        c.utm_north,
+        c.heading,
+        c.class_e,
+        c.class_n,
+        c.class_h,
+        k.group_e,
+        k.group_n,
+        k.group_h,
+        k.group_rank,
+        k.class_index,
+        k.class_images
+    from classes as c
+    inner join kept_classes as k using (zone, northern, class_e, class_n, class_h)
+)
+
+select * from final;
