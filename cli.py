@@ -76,10 +76,8 @@ def build_catalog_cmd(
 
     Re-running after an interruption finishes the remaining shards only.
     """
-    from vgdata.build import BuildConfig, build_catalog
-
-    config = BuildConfig(
-        catalog=catalog,
+    _run_build(
+        catalog,
         panoramas=panoramas,
         metadata=metadata,
         images=images,
@@ -88,8 +86,16 @@ def build_catalog_cmd(
         workers=workers,
         shard_size=shard_size,
         strict=strict,
+        json_out=json_out,
     )
-    unit = "panoramas" if panoramas is not None else "images"
+
+
+def _run_build(catalog: Path, *, strict: bool, json_out: bool, **options) -> None:
+    """Shared body of build-catalog and add-queries: one build_catalog call, its report, exit code."""
+    from vgdata.build import BuildConfig, build_catalog
+
+    config = BuildConfig(catalog=catalog, strict=strict, **options)
+    unit = "panoramas" if config.panoramas is not None else "images"
     try:
         if json_out or not console.is_terminal:
             result = build_catalog(config, progress=None if json_out else _plain_progress(unit))
@@ -211,6 +217,43 @@ def export_cmd(
     for c, n in r.files.items():
         console.print(f"{r.dest}/{c}: {n} files")
     console.print(f"{r.linked} hard-linked, {r.copied} copied")
+
+
+@vgdata_app.command("add-queries")
+def add_queries_cmd(
+    catalog: CatalogArg,
+    *,
+    collection: Annotated[str, typer.Option(help="Query collection to create, e.g. queries_v1, queries_v2.")],
+    photos: Annotated[Path | None, typer.Option(help="Folder of photos with EXIF GPS (SF-XL test v1 style).")] = None,
+    poses: Annotated[
+        Path | None, typer.Option(help="CSV: path, lat/lon or UTM, heading/yaw or qx,qy,qz,qw (test v2 style).")
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Folder the poses CSV's paths are relative to (default: its folder)."),
+    ] = None,
+    short_side: Annotated[int, typer.Option(help="Resize so the shorter side is this many px (0 = keep).")] = 480,
+    quality: Annotated[int, typer.Option(help="JPEG quality of the written queries (1-95).")] = 95,
+    workers: Annotated[int, typer.Option(help="Worker processes; 0 = all cores.")] = 0,
+    strict: Annotated[bool, typer.Option(help="Exit 1 if anything was rejected.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a query set: geotagged photos (--photos) or images with 6DoF poses (--poses)."""
+    if (photos is None) == (poses is None):
+        err_console.print("[bold red]error:[/] give exactly one of --photos DIR or --poses CSV")
+        raise typer.Exit(2)
+    _run_build(
+        catalog,
+        photos=photos,
+        poses=poses,
+        poses_images=images,
+        collection=collection,
+        short_side=short_side,
+        quality=quality,
+        workers=workers,
+        strict=strict,
+        json_out=json_out,
+    )
 
 
 @vgdata_app.command("split-groups")

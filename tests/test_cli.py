@@ -125,3 +125,28 @@ def test_split_groups_passes_cosplace_options(tmp_path):
         catalog=Path("cat"), m=15, alpha=45, n=3, l=4, min_images_per_class=5, groups_num=2
     )
     assert json.loads(res.output)["manifest"] == "m.parquet"
+
+
+def test_add_queries_passes_options(tmp_path):
+    with patch("vgdata.build.build_catalog", return_value=_result()) as fn:
+        res = runner.invoke(
+            vgdata_app,
+            ["add-queries", "cat", "--collection", "queries_v2", "--poses", "q.csv", "--images", "imgs"]
+            + ["--short-side", "0", "--json"],
+        )
+    assert res.exit_code == 0, res.output
+    assert fn.call_args.args[0] == BuildConfig(
+        catalog=Path("cat"), poses=Path("q.csv"), poses_images=Path("imgs"), collection="queries_v2", short_side=0
+    )
+    res = runner.invoke(vgdata_app, ["add-queries", "cat", "--collection", "q"])
+    assert res.exit_code == 2 and "exactly one of --photos DIR or --poses CSV" in res.output
+
+
+def test_failed_plan_leaves_no_job_folder(tmp_path, raw_panos):
+    pano_dir, _ = raw_panos
+    bad = tmp_path / "m.csv"
+    bad.write_text("pano_id,lat\n1,2\n")
+    res = runner.invoke(
+        vgdata_app, ["build-catalog", str(tmp_path / "c"), "--panoramas", str(pano_dir), "--metadata", str(bad)]
+    )
+    assert res.exit_code == 2 and not (tmp_path / "c" / "_jobs").exists()

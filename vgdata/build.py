@@ -142,7 +142,14 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
     job_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(state, json.dumps({"plan_key": plan_key, "params": params}, indent=2).encode())
 
-    shards, plan_rejects, image_root = source_mod.plan(config, cat)
+    try:
+        shards, plan_rejects, image_root = source_mod.plan(config, cat)
+    except VgdataError:
+        if not any(job_dir.glob("*.done")):  # nothing built yet: leave no trace of a failed plan
+            shutil.rmtree(job_dir, ignore_errors=True)
+            if (cat.root / "_jobs").is_dir() and not any((cat.root / "_jobs").iterdir()):
+                (cat.root / "_jobs").rmdir()
+        raise
     fn, size_of = source_mod.run_shard, (lambda p: len(p["items"]))
     atomic_write_table(cat.part_path("rejects", collection, PLAN_SHARD), plan_rejects)
 
@@ -250,6 +257,8 @@ def _check_config(c: BuildConfig) -> None:
             raise UsageError(f"{name} folder not found: {folder}")
     if c.poses is not None and not c.poses.is_file():
         raise UsageError(f"poses CSV not found: {c.poses}")
+    if c.poses_images is not None and not c.poses_images.is_dir():
+        raise UsageError(f"poses images folder not found: {c.poses_images}")
     if not 1 <= c.quality <= 95:
         raise UsageError(f"--quality must be in 1..95, got {c.quality}")
     if c.shard_size < 1:

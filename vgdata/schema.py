@@ -53,7 +53,7 @@ PANORAMAS = pa.schema(
 REJECTS = pa.schema(
     [
         ("collection", pa.string()),
-        ("source", pa.string()),  # "metadata" (a CSV row), "panorama" (an image file), "image" (an import)
+        ("source", pa.string()),  # metadata (CSV row), panorama, image (import), photo, pose (query sources)
         ("path", pa.string()),  # the file or CSV concerned
         ("row", pa.int64()),  # 1-based data row of the CSV, null for files
         ("reason", pa.string()),  # a short category, e.g. "unreadable image", "duplicate pano_id"
