@@ -307,6 +307,82 @@ def split_groups_cmd(
     )
 
 
+def _print_split(r, json_out: bool) -> None:
+    if json_out:
+        print(json.dumps(r.to_dict(), indent=2, default=str))
+        return
+    t = Table("view", "images", title=f"split {r.name!r} ({r.kind})")
+    for view, n in r.counts.items():
+        t.add_row(view, str(n))
+    console.print(t)
+    for note in r.notes:
+        console.print(f"note: {note}")
+
+
+@vgdata_app.command("split-years")
+def split_years_cmd(
+    catalog: CatalogArg,
+    *,
+    name: Annotated[str, typer.Option(help="Split name; views <name>_database and <name>_queries.")],
+    queries_from: Annotated[int, typer.Option(help="Queries: images taken in this year or later.")],
+    database_before: Annotated[
+        int | None, typer.Option(help="Database: images taken before this year (default: --queries-from).")
+    ] = None,
+    collection: Annotated[str, typer.Option(help="Collection to split.")] = "database",
+    json_out: JsonOpt = False,
+) -> None:
+    """Year split as views. SF-XL*: --queries-from 2011; SF-XL**: --queries-from 2016 --database-before 2015."""
+    from vgdata.splits import split_years
+
+    try:
+        r = split_years(
+            catalog, name=name, queries_from=queries_from, database_before=database_before, collection=collection
+        )
+    except VgdataError as e:
+        raise _fail(e) from None
+    _print_split(r, json_out)
+
+
+@vgdata_app.command("split-test")
+def split_test_cmd(
+    catalog: CatalogArg,
+    *,
+    year: Annotated[int, typer.Option(help="Capture year of the test database (SF-XL: 2013).")] = 2013,
+    name: Annotated[str, typer.Option(help="View name.")] = "test_database",
+    collection: Annotated[str, typer.Option(help="Collection to take it from.")] = "database",
+    json_out: JsonOpt = False,
+) -> None:
+    """SF-XL-style test database: one capture year of the database collection, as a view."""
+    from vgdata.splits import split_test
+
+    try:
+        r = split_test(catalog, name=name, year=year, collection=collection)
+    except VgdataError as e:
+        raise _fail(e) from None
+    _print_split(r, json_out)
+
+
+@vgdata_app.command("split-val")
+def split_val_cmd(
+    catalog: CatalogArg,
+    *,
+    size: Annotated[int, typer.Option(help="Query images and database images, N of each.")],
+    seed: Annotated[int, typer.Option(help="Seed of the deterministic draw.")] = 0,
+    name: Annotated[str, typer.Option(help="Split name; views <name>_database and <name>_queries.")] = "val",
+    threshold: Annotated[float, typer.Option(help="Positive radius, metres (queries prefer a positive).")] = 25.0,
+    collection: Annotated[str, typer.Option(help="Collection to draw from.")] = "database",
+    json_out: JsonOpt = False,
+) -> None:
+    """Scattered validation split: N queries and N database images from different panoramas, whole area."""
+    from vgdata.splits import split_val
+
+    try:
+        r = split_val(catalog, name=name, size=size, seed=seed, collection=collection, threshold=threshold)
+    except VgdataError as e:
+        raise _fail(e) from None
+    _print_split(r, json_out)
+
+
 @vgdata_app.command("version")
 def version_cmd() -> None:
     """Print the vgdata version."""

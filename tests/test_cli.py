@@ -150,3 +150,21 @@ def test_failed_plan_leaves_no_job_folder(tmp_path, raw_panos):
         vgdata_app, ["build-catalog", str(tmp_path / "c"), "--panoramas", str(pano_dir), "--metadata", str(bad)]
     )
     assert res.exit_code == 2 and not (tmp_path / "c" / "_jobs").exists()
+
+
+def test_split_commands_on_a_real_catalog(tmp_path):
+    from vgdata.demo import make_raw_panoramas
+
+    pano_dir, csv_path = make_raw_panoramas(tmp_path / "raw", n=12, width=416, seed=2, years=(2009, 2013, 2017))
+    cat = str(tmp_path / "cat")
+    res = runner.invoke(
+        vgdata_app, ["build-catalog", cat, "--panoramas", str(pano_dir), "--metadata", str(csv_path), "--workers", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(vgdata_app, ["split-years", cat, "--name", "sfxl_star", "--queries-from", "2011", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["counts"] == {"sfxl_star_database": 48, "sfxl_star_queries": 96}
+    res = runner.invoke(vgdata_app, ["split-test", cat, "--year", "2013", "--json"])
+    assert json.loads(res.output)["counts"] == {"test_database": 48}
+    res = runner.invoke(vgdata_app, ["split-years", cat, "--name", "x", "--queries-from", "2030"])
+    assert res.exit_code != 0 and "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1

@@ -1,0 +1,384 @@
+"""Dataset splits: named views over one collection, chosen by year or drawn for validation.
+
+A split is a definition in ``build.json`` (``"splits": {name: {"kind", "params", "views"}}``)
+and one or two views in ``catalog.duckdb`` that select from the table macros of
+``vgdata/sql/splits/``. Splits are views over collections and years, not copies: they follow
+the collection's rows whenever :meth:`vgdata.catalog.Catalog.write_views` rebuilds the views.
+Every view name is a set name (:meth:`vgdata.catalog.Catalog.set_sql`) and has exactly the
+columns of ``images``.
+
+=====  =====================================  ===========================  =======================
+kind   function                               views                        macro
+=====  =====================================  ===========================  =======================
+years  ``split_years(queries_from=...)``      ``<name>_database``,         ``year_split``
+                                              ``<name>_queries``
+test   ``split_test(year=2013)``              ``<name>``                   ``test_database``
+val    ``split_val(size=...)``                ``<name>_database``,         ``val_split``
+                                              ``<name>_queries``
+=====  =====================================  ===========================  =======================
+
+Years are whole calendar years (the ``year`` column), never dates:
+
+* ``<name>_queries`` = images with ``year >= queries_from``;
+* ``<name>_database`` = images with ``year < database_before`` (default: ``queries_from``);
+* images with a null year are in neither view.
+
+The paper's splits (REFERENCE.md f): SF-XL* takes images "taken after 2010" as queries and the
+rest as database, i.e. ``queries_from=2011`` (queries 2011 and later, database 2010 and
+earlier); SF-XL** takes images "after 2015" as queries and "before 2015" as database, i.e.
+``queries_from=2016, database_before=2015`` (queries 2016 and later, database 2014 and
+earlier; 2015 is in neither). :data:`SFXL_STAR` and :data:`SFXL_STAR_STAR` hold these.
+
+The validation split (``val_split`` in SQL, where the full procedure is documented) draws
+``size`` query and ``size`` database images spread over the whole area: panoramas are
+binned on a square grid chosen (``val_grid``) to have about ``size`` cells with two or more
+panoramas; ``size`` of those cells are picked by a seeded md5, and each gives one query
+image and one database image from two different panoramas of the cell, within ``threshold``
+metres of each other whenever the cell allows it. Query and database panoramas are
+therefore disjoint. When the collection has fewer such cells than ``size`` (fewer than
+``2 * size`` panoramas, or panoramas that never share a cell), both views have as many
+images as there are cells. The same catalog rows and seed give the same images on any
+machine (md5 of text, not DuckDB's version-dependent ``hash``); adding rows to the
+collection may change the draw. The grid side is computed once and stored in the split's
+params (``grid_m``), so the views do not re-run the grid search.
+
+Defining a split under an existing name replaces that split (its old views disappear).
+SQL text is built from values in one place, :func:`split_view_statements` (views cannot take
+prepared parameters), through ``_literal``, which renders checked literals only; the other
+queries here pass their values as prepared parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vgdata.catalog import Catalog, sql_files
+from vgdata.errors import UsageError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+"""Split, view and collection names accepted in a split (they become quoted SQL identifiers)."""
+
+SFXL_STAR: dict[str, int] = {"queries_from": 2011}
+"""SF-XL*: queries taken after 2010 (2011 on), database the rest (2010 and before)."""
+
+SFXL_STAR_STAR: dict[str, int] = {"queries_from": 2016, "database_before": 2015}
+"""SF-XL**: queries taken after 2015 (2016 on), database before 2015 (2014 and before)."""
+
+RESERVED = {"images", "panoramas", "rejects"}
+"""View names of the catalog's own tables; a split view may not take them."""
+
+
+@dataclass
+class SplitResult:
+    """What a split defined: its build.json entry and the rows of each of its views."""
+
+    name: str
+    kind: str
+    params: dict[str, Any]
+    counts: dict[str, int]
+    """View name -> number of images in it (at definition time)."""
+    notes: list[str] = field(default_factory=list)
+    """One-line remarks, e.g. a val split with fewer images than asked."""
+    queries_with_positive: int | None = None
+    """val only: queries with at least one val database image within ``threshold`` metres."""
+
+    @property
+    def views(self) -> list[str]:
+        return list(self.counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "views": self.views}
+
+
+# ---------- the three kinds: macro, parameters (build.json name -> macro argument, type), views
+_KINDS: dict[str, dict[str, Any]] = {
+    "years": {
+        "macro": "year_split",
+        "params": {"queries_from": ("queries_from", "int"), "database_before": ("database_before", "int?")},
+        "views": {"_database": "database", "_queries": "queries"},
+    },
+    "test": {
+        "macro": "test_database",
+        "params": {"year": ("year", "int")},
+        "views": {"": None},
+    },
+    "val": {
+        "macro": "val_split",
+        "params": {
+            "size": ("size", "int"),
+            "seed": ("seed", "int"),
+            "threshold": ("threshold", "float"),
+            "grid_m": ("grid_m", "float"),
+        },
+        "views": {"_database": "database", "_queries": "queries"},
+    },
+}
+
+
+def split_views(name: str, kind: str) -> list[str]:
+    """The view names a split of ``kind`` called ``name`` creates."""
+    if kind not in _KINDS:
+        raise UsageError(f"unknown split kind {kind!r}; use one of: {', '.join(_KINDS)}")
+    return [name + suffix for suffix in _KINDS[kind]["views"]]
+
+
+def split_view_statements(splits: dict[str, Any]) -> list[str]:
+    """``create or replace view`` statements for the ``"splits"`` of build.json, in name order.
+
+    Each is ``create or replace view "<view>" as select * from <macro>(arg := literal, ...)``.
+    Values are checked before they are rendered: names match ``^[A-Za-z0-9_-]+$``, ints are
+    ints, floats are finite; anything else raises :class:`UsageError`.
+    """
+    statements = []
+    for name in sorted(splits):
+        definition = splits[name]
+        if not isinstance(definition, dict):
+            raise UsageError(f"build.json splits.{name} is not an object; define the split again")
+        kind = definition.get("kind")
+        views = split_views(_name(name, "split name"), kind)
+        if list(definition.get("views", views)) != views:
+            raise UsageError(f"build.json splits.{name}.views should be {views}; define the split again")
+        for view in views:
+            statements.append(
+                f'create or replace view "{view}" as select * from {_macro_call(name, kind, definition, view)}'
+            )
+    return statements
+
+
+def _macro_call(name: str, kind: str, definition: dict[str, Any], view: str) -> str:
+    """``<macro>(role := 'queries', ..., coll := 'database')`` for one view of a split."""
+    spec = _KINDS[kind]
+    params = definition.get("params")
+    if not isinstance(params, dict):
+        raise UsageError(f"build.json splits.{name}.params is not an object; define the split again")
+    args = []
+    role = spec["views"][view[len(name) :]]
+    if role is not None:
+        args.append(f"role := {_literal(role, 'name', 'role')}")
+    for key, (arg, typ) in spec["params"].items():
+        if key in params:
+            args.append(f"{arg} := {_literal(params[key], typ, f'splits.{name}.params.{key}')}")
+        elif not typ.endswith("?"):
+            raise UsageError(f"build.json splits.{name}.params lacks {key!r}; define the split again")
+    unknown = set(params) - set(spec["params"]) - {"collection"}
+    if unknown:
+        raise UsageError(f"build.json splits.{name}.params has unknown keys {sorted(unknown)}; define the split again")
+    args.append(f"coll := {_literal(params.get('collection', 'database'), 'name', f'splits.{name}.params.collection')}")
+    return f"{spec['macro']}({', '.join(args)})"
+
+
+def _literal(value: Any, typ: str, what: str) -> str:
+    """A SQL literal for a checked value: ``int``, ``int?`` (int or null), ``float``, ``name``."""
+    if typ == "int?" and value is None:
+        return "null"
+    if typ in ("int", "int?"):
+        if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+            raise UsageError(f"{what} must be a whole number (64-bit), got {value!r}")
+        return str(int(value))
+    if typ == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise UsageError(f"{what} must be a finite number, got {value!r}")
+        return f"cast('{float(value)!r}' as double)"
+    if typ == "name":
+        return f"'{_name(value, what)}'"
+    raise AssertionError(typ)
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise UsageError(f"{what} must be letters, digits, '_' or '-' (e.g. sfxl_star), got {value!r}")
+    return value
+
+
+# ---------- the API
+def split_years(
+    catalog: str | os.PathLike[str],
+    *,
+    name: str,
+    queries_from: int,
+    database_before: int | None = None,
+    collection: str = "database",
+) -> SplitResult:
+    """Define a year split: views ``<name>_queries`` (year >= queries_from) and ``<name>_database``.
+
+    ``<name>_database`` holds the images with ``year < database_before`` (default
+    ``queries_from``); images without a year are in neither. SF-XL* is ``queries_from=2011``,
+    SF-XL** is ``queries_from=2016, database_before=2015`` (:data:`SFXL_STAR`,
+    :data:`SFXL_STAR_STAR`). Defining an existing split name again replaces that split.
+    """
+    _literal(queries_from, "int", "queries_from")
+    _literal(database_before, "int?", "database_before")
+    if database_before is not None and database_before > queries_from:
+        raise UsageError(
+            f"database_before ({database_before}) must be <= queries_from ({queries_from}), "
+            "or the database and the queries would share years"
+        )
+    params = {"queries_from": queries_from, "database_before": database_before, "collection": collection}
+    return _define(catalog, name, "years", params)
+
+
+def split_test(
+    catalog: str | os.PathLike[str], *, name: str = "test_database", year: int = 2013, collection: str = "database"
+) -> SplitResult:
+    """Define an SF-XL-style test database: view ``<name>`` = the images of one capture year.
+
+    SF-XL's test database is its crops of 2013. Images without a year are never in it.
+    Defining an existing split name again replaces that split.
+    """
+    _literal(year, "int", "year")
+    return _define(catalog, name, "test", {"year": year, "collection": collection})
+
+
+def split_val(
+    catalog: str | os.PathLike[str],
+    *,
+    name: str = "val",
+    size: int,
+    seed: int = 0,
+    collection: str = "database",
+    threshold: float = 25.0,
+    grid_m: float | None = None,
+) -> SplitResult:
+    """Define a validation split: views ``<name>_database`` and ``<name>_queries``, ``size`` images each.
+
+    Drawn deterministically from ``seed`` over the whole area (one pair of images per grid cell,
+    query and database from different panoramas, within ``threshold`` metres where the cell
+    allows it); see the module docstring and ``vgdata/sql/splits/val_split.sql``. ``grid_m`` (the
+    cell side in metres) defaults to ``val_grid``'s choice for ``size``. When the collection
+    cannot give ``size`` pairs, both views hold as many as it can (``notes`` says so).
+    Defining an existing split name again replaces that split.
+    """
+    _literal(size, "int", "size")
+    _literal(seed, "int", "seed")
+    _literal(threshold, "float", "threshold")
+    if size < 1:
+        raise UsageError(f"size must be >= 1, got {size}")
+    if threshold <= 0:
+        raise UsageError(f"threshold must be > 0 metres, got {threshold}")
+    if grid_m is not None:
+        _literal(grid_m, "float", "grid_m")
+        if grid_m <= 0:
+            raise UsageError(f"grid_m must be > 0 metres, got {grid_m}")
+    grid_m = None if grid_m is None else float(grid_m)
+    params = {"size": size, "seed": seed, "threshold": float(threshold), "grid_m": grid_m, "collection": collection}
+    return _define(catalog, name, "val", params)
+
+
+def _define(catalog: str | os.PathLike[str], name: str, kind: str, params: dict[str, Any]) -> SplitResult:
+    """Check the split on a private connection, then store it in build.json and rebuild the views."""
+    cat = Catalog(catalog)
+    build = cat.require()
+    _name(name, "split name")
+    collection = _name(params["collection"], "collection")
+    if collection not in build["collections"]:
+        raise UsageError(
+            f"no collection {collection!r} in {cat.root}; use one of: {', '.join(sorted(build['collections']))}"
+        )
+    views = split_views(name, kind)
+    notes: list[str] = []
+    positives = None
+    con = _probe_connection(cat)
+    try:
+        _check_view_names(con, build, name, views)
+        if kind == "val" and params["grid_m"] is None:
+            params["grid_m"] = _val_grid(con, params["size"], collection)
+        definition = {"kind": kind, "params": params, "views": views}
+        for statement in split_view_statements({name: definition}):
+            con.execute(statement)
+        if kind == "val":  # small: keep the draw, so counting and positives do not draw again
+            for view in views:
+                con.execute(f'create temp table "drawn_{view}" as select * from "{view}"')
+            views_read = {view: f"drawn_{view}" for view in views}
+        else:
+            views_read = {view: view for view in views}
+        counts = {view: con.sql(f'select count(*) from "{views_read[view]}"').fetchall()[0][0] for view in views}
+        empty = [view for view, n in counts.items() if n == 0]
+        if empty:
+            raise UsageError(_empty_message(con, name, kind, params, empty))
+        if kind == "val":
+            positives = _queries_with_positive(con, views_read[views[0]], views_read[views[1]], params["threshold"])
+            if counts[views[1]] < params["size"]:
+                notes.append(
+                    f"{collection} gives only {counts[views[1]]} of the {params['size']} pairs asked for "
+                    "(one pair per grid cell holding two or more panoramas)"
+                )
+    finally:
+        con.close()
+    build = cat.load_build()
+    build.setdefault("splits", {})[name] = definition
+    cat.write_build(build)
+    cat.write_views()
+    return SplitResult(name, kind, dict(params), counts, notes, positives)
+
+
+def _probe_connection(cat: Catalog):
+    """An in-memory DuckDB with the catalog's views and macros, to try a split before storing it."""
+    import duckdb
+
+    cat.ensure_table_dirs()
+    con = duckdb.connect()
+    root = str(cat.root.resolve()).replace("'", "''")
+    con.execute(f"set file_search_path = '{root}'")
+    for sql in sql_files():
+        con.execute(sql.read_text())
+    return con
+
+
+def _check_view_names(con, build: dict[str, Any], name: str, views: list[str]) -> None:
+    """Views must not shadow a collection, a catalog view or another split's view (case-insensitive)."""
+    taken = {c.lower(): f"collection {c!r}" for c in build["collections"]}
+    taken.update({r: f"the catalog view {r!r}" for r in RESERVED})
+    for (view,) in con.sql("select view_name from duckdb_views() where not internal").fetchall():
+        taken[view.lower()] = f"the catalog view {view!r}"
+    for other, definition in build.get("splits", {}).items():
+        if other != name:
+            for view in definition.get("views", []):
+                taken[view.lower()] = f"a view of split {other!r}"
+    for view in views:
+        if view.lower() in taken:
+            raise UsageError(
+                f"split {name!r} would create view {view!r}, which is taken by {taken[view.lower()]}; choose another name"
+            )
+
+
+def _val_grid(con, size: int, collection: str) -> float:
+    row = con.sql(
+        "select side_m from val_grid(size := $size, coll := $coll)", params={"size": size, "coll": collection}
+    )
+    row = row.fetchall()
+    if not row:
+        raise UsageError(f"collection {collection!r} has no images with UTM coordinates; a val split needs them")
+    return float(row[0][0])
+
+
+def _queries_with_positive(con, database_table: str, queries_table: str, threshold: float) -> int:
+    """Queries of the val split with a val database image within ``threshold`` (core/positives.sql)."""
+    return con.sql(
+        "select count(distinct query_image_id) from positives($database, $queries, threshold := $threshold)",
+        params={"database": database_table, "queries": queries_table, "threshold": float(threshold)},
+    ).fetchall()[0][0]
+
+
+def _empty_message(con, name: str, kind: str, params: dict[str, Any], empty: list[str]) -> str:
+    """One line: which view would be empty and what the collection has instead."""
+    years = con.sql(
+        "select min(year), max(year), count(*) filter (where year is not null) from images where collection = $coll",
+        params={"coll": params["collection"]},
+    ).fetchall()[0]
+    have = f"its years are {years[0]}-{years[1]}" if years[2] else "it has no images with a year"
+    what = ", ".join(empty)
+    if kind == "years":
+        return (
+            f"split {name!r}: {what} would be empty in collection {params['collection']!r} ({have}); "
+            "choose --queries-from / --database-before inside that range"
+        )
+    if kind == "test":
+        return f"split {name!r}: no images of {params['year']} in collection {params['collection']!r} ({have}); choose another --year"
+    return (
+        f"split {name!r}: {what} would be empty: collection {params['collection']!r} needs at least two panoramas "
+        "with UTM coordinates for a val split"
+    )
