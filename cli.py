@@ -383,6 +383,34 @@ def split_val_cmd(
     _print_split(r, json_out)
 
 
+@vgdata_app.command("eval-set")
+def eval_set_cmd(
+    catalog: CatalogArg,
+    *,
+    name: Annotated[str, typer.Option(help="Eval set name; writes manifests/eval_<name>.parquet.")],
+    database: Annotated[str, typer.Option(help="Database: a collection or a split view, e.g. test_database.")],
+    queries: Annotated[str, typer.Option(help="Queries: a collection or a split view, e.g. queries_v1.")],
+    threshold: Annotated[float, typer.Option(help="Positive radius, metres (inclusive, same UTM zone).")] = 25.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write an evaluation manifest: database rows, query rows and each query's positives."""
+    from vgdata.evalset import eval_set
+
+    try:
+        r = eval_set(catalog, name=name, database=database, queries=queries, threshold=threshold)
+    except VgdataError as e:
+        raise _fail(e) from None
+    if json_out:
+        print(json.dumps(r.to_dict(), indent=2, default=str))
+        return
+    state = "reused" if r.reused else "written"
+    console.print(
+        f"{r.n_queries} queries against {r.n_database} database images (threshold {threshold:g} m): "
+        f"{r.mean_positives:.1f} positives per query, {r.queries_without_positives} without any\n"
+        f"manifest ({state}): {r.manifest}"
+    )
+
+
 @vgdata_app.command("version")
 def version_cmd() -> None:
     """Print the vgdata version."""

@@ -168,3 +168,17 @@ def test_split_commands_on_a_real_catalog(tmp_path):
     assert json.loads(res.output)["counts"] == {"test_database": 48}
     res = runner.invoke(vgdata_app, ["split-years", cat, "--name", "x", "--queries-from", "2030"])
     assert res.exit_code != 0 and "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_eval_set_command_on_a_real_catalog(raw_panos, tmp_path):
+    pano_dir, csv_path = raw_panos
+    cat = str(tmp_path / "cat")
+    runner.invoke(vgdata_app, ["build-catalog", cat, "--panoramas", str(pano_dir), "--metadata", str(csv_path)])
+    args = ["eval-set", cat, "--name", "self", "--database", "database", "--queries", "database", "--json"]
+    res = runner.invoke(vgdata_app, args)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert (out["n_database"], out["n_queries"], out["queries_without_positives"], out["reused"]) == (72, 72, 0, False)
+    assert json.loads(runner.invoke(vgdata_app, args).output)["reused"] is True
+    res = runner.invoke(vgdata_app, [*args[:6], "--queries", "nope"])
+    assert res.exit_code == 2 and "no collection or split named 'nope'" in res.output

@@ -1,0 +1,276 @@
+"""Evaluation sets: a database, a query set and each query's positives, as one Parquet manifest.
+
+``eval_set(catalog, name="v1", database="database", queries="queries_v1")`` writes
+``manifests/eval_v1.parquet``. ``database`` and ``queries`` are set names: a collection or a
+split view (:meth:`vgdata.catalog.Catalog.set_sql`). vgtrain reads the file with pyarrow only.
+
+Table layout (one row per image; database rows first, then query rows):
+
+==============  ==================  =====================================================
+column          type                meaning
+==============  ==================  =====================================================
+role            string              ``'database'`` or ``'query'``
+idx             int32               0-based position within its role, in (path, image_id)
+                                    order; the file holds the database rows in idx order,
+                                    then the query rows in idx order, so file row i is
+                                    database idx i and file row n_database + j query idx j
+image_id        int64               the catalog's image id
+collection      string              the image's collection
+path            string              relative to the collection's image root; the roots are
+                                    the metadata key ``vgdata.image_roots`` (JSON:
+                                    collection -> absolute folder)
+utm_east        float64             metres
+utm_north       float64             metres
+utm_zone        int16               1..60; null for names without a zone (Nordland)
+heading         float64             degrees clockwise from north; null when unknown
+width           int32               pixels
+height_px       int32               pixels
+positives       list<int32>         queries: sorted database ``idx`` within ``threshold``
+                                    metres (an empty list when none); null on database rows
+==============  ==================  =====================================================
+
+Positives (``vgdata/sql/core/positives.sql``): Euclidean distance in UTM metres, inclusive
+(``de**2 + dn**2 <= threshold**2``), as CosPlace's ``radius_neighbors(radius=25)`` counts
+them, but only between images of one coordinate system: the same UTM zone and hemisphere
+(``utm_letter < 'N'`` is southern). Images without a zone form one system of their own.
+Images without finite UTM coordinates have no positives and are nobody's positive. The join
+buckets both sides into square cells of side ``threshold`` and compares each query with the
+database images of its own cell and the 8 around it, so it never forms a cross product.
+
+Key-value metadata (:meth:`vgdata.catalog.Catalog.write_manifest`): ``vgdata.kind`` =
+``"eval"``, ``vgdata.params`` (JSON: database, queries, threshold, the two sets'
+fingerprints and the counts), ``vgdata.catalog_fingerprint``, ``vgdata.image_roots``,
+``vgdata.tool_version``. Running ``eval_set`` again with the same parameters on an unchanged
+catalog (same fingerprints, tool version and image roots) reuses the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vgdata import __version__
+from vgdata.catalog import Catalog
+from vgdata.errors import UsageError
+
+KIND = "eval"
+DEFAULT_THRESHOLD = 25.0
+"""Metres; CosPlace's ``--positive_dist_threshold`` (REFERENCE.md section c)."""
+
+EVAL_SCHEMA = pa.schema(
+    [
+        ("role", pa.string()),
+        ("idx", pa.int32()),
+        ("image_id", pa.int64()),
+        ("collection", pa.string()),
+        ("path", pa.string()),
+        ("utm_east", pa.float64()),
+        ("utm_north", pa.float64()),
+        ("utm_zone", pa.int16()),
+        ("heading", pa.float64()),
+        ("width", pa.int32()),
+        ("height_px", pa.int32()),
+        ("positives", pa.list_(pa.int32())),
+    ]
+)
+
+PAIRS_SCHEMA = pa.schema(
+    [("query_image_id", pa.int64()), ("database_image_id", pa.int64()), ("distance_m", pa.float64())]
+)
+
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_DB_VIEW = "vgdata_eval_database"
+_Q_VIEW = "vgdata_eval_queries"
+_INPUT_KEYS = ("database", "queries", "threshold", "database_fingerprint", "queries_fingerprint")
+
+
+@dataclass
+class EvalSetResult:
+    """What :func:`eval_set` wrote (or found already written)."""
+
+    manifest: Path
+    """``<catalog>/manifests/eval_<name>.parquet``."""
+    n_database: int
+    """Database images (rows with role 'database')."""
+    n_queries: int
+    """Query images (rows with role 'query')."""
+    queries_without_positives: int
+    """Queries whose positives list is empty; they stay in Recall@N's denominator."""
+    mean_positives: float
+    """Mean number of positives per query."""
+    reused: bool = False
+    """True when an existing manifest with the same parameters and catalog was kept."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["manifest"] = str(self.manifest)
+        return d
+
+
+def eval_set(
+    catalog: str | Path,
+    *,
+    name: str,
+    database: str,
+    queries: str,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> EvalSetResult:
+    """Write ``manifests/eval_<name>.parquet``: ``database`` and ``queries`` with each query's positives.
+
+    ``database``/``queries`` are collection or split-view names; ``threshold`` is the positive
+    radius in metres (inclusive). Reuses the manifest when it was made from the same parameters
+    on the same catalog. Raises :class:`UsageError` for a bad name or threshold, an unknown or
+    empty set.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UsageError(
+            f"eval set name must be letters, digits, '_' or '-' (it names eval_<name>.parquet), got {name!r}"
+        )
+    threshold = _check_threshold(threshold)
+    cat = Catalog(catalog)
+    build = cat.require()
+    inputs = {
+        "database": database,
+        "queries": queries,
+        "threshold": threshold,
+        "database_fingerprint": _set_fingerprint(cat, build, database),
+        "queries_fingerprint": _set_fingerprint(cat, build, queries),
+    }
+    path = cat.manifests_dir / f"eval_{name}.parquet"
+    params = _reusable_params(path, inputs, build["fingerprint"], cat.image_roots(build))
+    if params is not None:
+        return _result(path, params, reused=True)
+
+    table = eval_table(cat.root, database=database, queries=queries, threshold=threshold)
+    queries_rows = table.filter(pc.equal(table["role"], "query"))
+    counts = pc.list_value_length(queries_rows["positives"])
+    n_queries = queries_rows.num_rows
+    params = {
+        **inputs,
+        "n_database": table.num_rows - n_queries,
+        "n_queries": n_queries,
+        "queries_without_positives": int(pc.sum(pc.equal(counts, 0)).as_py() or 0),
+        "mean_positives": float(pc.mean(counts).as_py()),
+    }
+    path = cat.write_manifest(f"eval_{name}", table, kind=KIND, params=params)
+    return _result(path, params, reused=False)
+
+
+def eval_table(catalog: str | Path, *, database: str, queries: str, threshold: float = DEFAULT_THRESHOLD) -> pa.Table:
+    """The table :func:`eval_set` writes (layout in the module docstring), without writing it."""
+    threshold = _check_threshold(threshold)
+    with _sets(Catalog(catalog), database, queries) as con:
+        rel = con.sql(
+            f"from eval_set('{_DB_VIEW}', '{_Q_VIEW}', threshold := $threshold)", params={"threshold": threshold}
+        )
+        return rel.to_arrow_table().cast(EVAL_SCHEMA)
+
+
+def positive_pairs(
+    catalog: str | Path, *, database: str, queries: str, threshold: float = DEFAULT_THRESHOLD
+) -> pa.Table:
+    """Every (query_image_id, database_image_id, distance_m) pair within ``threshold`` metres, unordered.
+
+    The grid-bucket join of ``vgdata/sql/core/positives.sql`` that :func:`eval_set` uses.
+    """
+    threshold = _check_threshold(threshold)
+    with _sets(Catalog(catalog), database, queries) as con:
+        rel = con.sql(
+            f"from positives('{_DB_VIEW}', '{_Q_VIEW}', threshold := $threshold)", params={"threshold": threshold}
+        )
+        return rel.to_arrow_table().cast(PAIRS_SCHEMA)
+
+
+# ---------- helpers
+
+
+def _check_threshold(threshold: float) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise UsageError(f"threshold must be a number of metres, e.g. 25, got {threshold!r}")
+    value = float(threshold)
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"threshold must be a finite number of metres > 0, e.g. 25, got {threshold!r}")
+    return value
+
+
+def _set_fingerprint(cat: Catalog, build: dict[str, Any], name: str) -> str:
+    """The content fingerprint of a set: its collection's, or a hash of its split's build.json entry."""
+    cat.set_sql(name)  # the UsageError for an unknown name, listing the known ones
+    if name in build["collections"]:
+        return build["collections"][name]["fingerprint"]
+    for split_name, split in sorted(build.get("splits", {}).items()):
+        if name in split["views"]:
+            text = json.dumps({"split": split_name, "entry": split, "catalog": build["fingerprint"]}, sort_keys=True)
+            return hashlib.sha256(text.encode()).hexdigest()
+    raise UsageError(f"no collection or split named {name!r} in {cat.root}")  # set_sql already said so
+
+
+@contextmanager
+def _sets(cat: Catalog, database: str, queries: str) -> Iterator[Any]:
+    """A read-only catalog connection with the two sets as temp views; refuses an empty set."""
+    database_sql, queries_sql = cat.set_sql(database), cat.set_sql(queries)
+    con = cat.connect()  # rebuilds catalog.duckdb first when its SQL or splits are stale
+    try:
+        for view, sql, role, set_name in (
+            (_DB_VIEW, database_sql, "database", database),
+            (_Q_VIEW, queries_sql, "queries", queries),
+        ):
+            con.execute(f"create or replace temp view {view} as {sql}")
+            if not con.sql(f"select 1 from {view} limit 1").fetchall():
+                raise UsageError(
+                    f"{role} set {set_name!r} of {cat.root} has no images; build it first or pick another "
+                    f"(have: {', '.join(cat.set_names())})"
+                )
+        yield con
+    finally:
+        con.close()
+
+
+def _reusable_params(
+    path: Path, inputs: dict[str, Any], fingerprint: str, image_roots: dict[str, str]
+) -> dict[str, Any] | None:
+    """The stored params of ``path`` when it was made from ``inputs`` on this catalog, else None."""
+    if not path.is_file():
+        return None
+    try:
+        raw = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        return None
+    meta = {k.decode(): v.decode() for k, v in raw.items()}
+    expected = {
+        "vgdata.kind": KIND,
+        "vgdata.catalog_fingerprint": fingerprint,
+        "vgdata.image_roots": json.dumps(image_roots, sort_keys=True),
+        "vgdata.tool_version": __version__,
+    }
+    if any(meta.get(k) != v for k, v in expected.items()):
+        return None
+    try:
+        params = json.loads(meta.get("vgdata.params", ""))
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(params, dict) or any(params.get(k) != inputs[k] for k in _INPUT_KEYS):
+        return None
+    return params
+
+
+def _result(path: Path, params: dict[str, Any], *, reused: bool) -> EvalSetResult:
+    return EvalSetResult(
+        manifest=path,
+        n_database=params["n_database"],
+        n_queries=params["n_queries"],
+        queries_without_positives=params["queries_without_positives"],
+        mean_positives=params["mean_positives"],
+        reused=reused,
+    )
