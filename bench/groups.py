@@ -10,7 +10,8 @@
    * the reference, CosPlace's procedure (REFERENCE.md b.2-b.3): read the path list, sort it,
      split each name on '@', float64 fields 1, 2, 9, a dict of lists per class, the kept
      classes, the groups in first-appearance order, the cache saved once and loaded back by
-     each of the 8 group datasets (pickle stands in for torch.save/torch.load, zip+pickle).
+     each of the 8 group datasets with torch.save/torch.load as CosPlace does (torch 2.13's
+     weights_only unpickler), or plain pickle when torch is not installed (a faster reference).
 3. Checks both chose the same images for the first 8 groups; prints wall times, peak memory
    and the ratios against the targets (>= 40x faster, <= 1/4 of the memory at 5M; at 41.2M:
    <= 20 s and <= 2 GB for ours, where the reference would need ~60 GB and is skipped).
@@ -129,20 +130,32 @@ def run_reference(cat: Path, result: Path, M=10, alpha=30, N=5, L=2, mipc=10, gr
     classes_per_group = [list(s) for s in groups.values()]
     # CosPlace caches (classes_per_group, images_per_class) with torch.save, then each of the
     # groups_num TrainDatasets torch.loads the whole file and keeps it (REFERENCE.md b.3).
-    # torch.save is a zip of a pickle; pickle stands in for it here (torch is not a dev dependency).
-    cache = cat / "cosplace_cache.pkl"
+    # With torch installed (the training extra) this is exactly CosPlace's torch.save/torch.load
+    # (torch 2.13 defaults to the weights_only unpickler); without it plain pickle stands in,
+    # which is a faster reference than CosPlace itself.
+    try:
+        import torch
+
+        cache_kind = "torch.save/torch.load"
+    except ImportError:
+        torch, cache_kind = None, "pickle"
+    cache = cat / "cosplace_cache.torch"
     with cache.open("wb") as f:
-        pickle.dump((classes_per_group, images_per_class), f, protocol=pickle.HIGHEST_PROTOCOL)
+        if torch is not None:
+            torch.save((classes_per_group, images_per_class), f)
+        else:
+            pickle.dump((classes_per_group, images_per_class), f, protocol=pickle.HIGHEST_PROTOCOL)
     datasets = []
     for _ in range(groups_num):
         with cache.open("rb") as f:
-            datasets.append(pickle.load(f))
+            datasets.append(torch.load(f) if torch is not None else pickle.load(f))
     seconds = time.perf_counter() - t
     peak = peak_gib()
     cache.unlink()
     chosen = sorted(p for g in classes_per_group[:groups_num] for c in g for p in images_per_class[c])
     digest = hashlib.sha256("\n".join(chosen).encode()).hexdigest()
-    result.write_text(json.dumps({"seconds": seconds, "peak_gib": peak, "images": len(chosen), "digest": digest}))
+    out = {"seconds": seconds, "peak_gib": peak, "images": len(chosen), "digest": digest, "cache": cache_kind}
+    result.write_text(json.dumps(out))
 
 
 def measure(role: str, cat: Path) -> dict:
@@ -192,6 +205,7 @@ def main() -> None:
     speed, mem = ref["seconds"] / ours["seconds"], ours["peak_gib"] / ref["peak_gib"]
     print(
         f"  CosPlace procedure   {ref['seconds']:7.2f} s   peak {ref['peak_gib']:.2f} GiB   {ref['images']:,} images in 8 groups"
+        f" (cache: {ref['cache']})"
     )
     print(f"  same images chosen: {same}")
     print(f"  speed-up {speed:6.1f}x   (target >= 40x: {'PASS' if speed >= 40 else 'FAIL'})")

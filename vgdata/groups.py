@@ -14,7 +14,7 @@ in ``vgdata/sql/core/`` (``cosplace_classes``, ``cosplace_groups``, ``cosplace_s
 The manifest ``manifests/groups_M{M}_a{alpha}_N{N}_L{L}_mipc{mipc}_g{groups}_{fp}.parquet``
 is named by its parameters and the catalog fingerprint, so a re-run on an unchanged catalog
 reuses it. One row per image of the first ``groups_num`` groups, ordered by group_rank,
-class_index, path; columns: group_rank, class_index, image_id, collection, path, utm_east,
+class_index, image_id (sorting 41M paths would cost more than the rest); columns: group_rank, class_index, image_id, collection, path, utm_east,
 utm_north, utm_zone, heading, class_e, class_n, class_h, group_e, group_n, group_h.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,8 @@ class GroupsConfig:
     """Groups written to the manifest (the first ones, in CosPlace's order)."""
     collection: str = "database"
     """Collection the classes are computed on."""
-    memory_limit: str = "1GB"
-    """DuckDB memory limit (it spills to disk beyond it)."""
+    memory_limit: str = "1.5GB"
+    """DuckDB memory limit; beyond it DuckDB spills to a temporary folder (the system's temp dir)."""
 
     def params(self) -> dict[str, Any]:
         """The parameters that define the manifest's content."""
@@ -121,6 +122,8 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
     con = cat.connect()
     try:
         con.execute(f"set memory_limit = '{_sql_literal(config.memory_limit)}'")
+        con.execute(f"set temp_directory = '{_sql_literal(tempfile.gettempdir())}/vgdata-duckdb-{os.getpid()}'")
+        con.execute("set preserve_insertion_order = false")  # the manifest has an explicit order
         # One pass over the images for the class table (integers and a first path per
         # class); the summary and the manifest both read it.
         con.execute(f"create temp table kept as select * from cosplace_kept_classes({macro_args})", args)
@@ -137,6 +140,10 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
         path = cat.manifests_dir / f"{name}.parquet"
         reused = path.is_file()
         if not reused:
+            if sum(g["images"] for g in chosen) > 1_000_000:
+                # DuckDB 2.0's two-thread sort of millions of rows with their paths overran the
+                # memory limit (41.2M-row catalog); one thread sorts the same rows in ~1 GiB.
+                con.execute("set threads = 1")
             _write_manifest(con, cat, build, config, args, path)
     finally:
         con.close()
@@ -183,7 +190,7 @@ def _write_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: 
         from cosplace_classes(m := $m, alpha := $alpha, coll := $coll) as c
         inner join (select * from kept where group_rank < {int(config.groups_num)}) as k
             using (zone, northern, class_e, class_n, class_h)
-        order by k.group_rank, k.class_index, c.path
+        order by k.group_rank, k.class_index, c.image_id
     """
     args = {k: args[k] for k in ("m", "alpha", "coll")}
     try:
