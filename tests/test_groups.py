@@ -177,3 +177,12 @@ def test_too_few_groups_says_how_to_fix(corpus_catalog):
     cat, _ = corpus_catalog
     with pytest.raises(VgdataError, match=r"only \d+ group\(s\) .* use --groups-num \d+ or a smaller --min-images"):
         split_groups(GroupsConfig(cat, groups_num=60))
+
+
+def test_top_level_api_is_the_library():
+    import vgdata
+    import vgdata.groups
+
+    assert vgdata.split_groups is vgdata.groups.split_groups and vgdata.GroupsConfig is GroupsConfig
+    with pytest.raises(AttributeError):
+        vgdata.no_such_thing  # noqa: B018

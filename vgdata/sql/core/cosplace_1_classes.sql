@@ -2,13 +2,25 @@
 -- CosPlace's classes (REFERENCE.md b.1): class = (floor(e / m), floor(n / m), floor(h / alpha))
 -- with the UTM zone and hemisphere in the key. e, n in metres, h in degrees clockwise from
 -- north wrapped into [0, 360) (CosPlace would make h = 360 a class of its own; we wrap it).
+-- Floors are exact, like Python's //: DuckDB's floor(x / d) rounds the quotient first, so a
+-- value one ulp below a multiple of d could land in the next cell; the corrections compare
+-- k * d with x, exact for the integer k and the small d used here (see _macros.sql).
 create or replace macro cosplace_classes(m := 10, alpha := 30, coll := 'database') as table
 with
 
 source as (
-    select image_id, path, utm_zone, utm_letter, utm_east, utm_north, heading
+    select image_id, path, utm_zone, utm_letter, utm_east, utm_north, wrap_heading(heading) as heading
     from images
     where collection = coll and heading is not null and utm_east is not null and utm_north is not null
+),
+
+quotients as (
+    select
+        *,
+        floor(utm_east / m) as q_e,
+        floor(utm_north / m) as q_n,
+        floor(heading / alpha) as q_h
+    from source
 ),
 
 classed as (
@@ -20,10 +32,10 @@ classed as (
         utm_east,
         utm_north,
         heading,
-        floor_div(utm_east, m) as class_e,
-        floor_div(utm_north, m) as class_n,
-        floor_div(wrap_heading(heading), alpha) as class_h
-    from source
+        (q_e - (q_e * m > utm_east)::int + ((q_e + 1) * m <= utm_east)::int)::bigint as class_e,
+        (q_n - (q_n * m > utm_north)::int + ((q_n + 1) * m <= utm_north)::int)::bigint as class_n,
+        (q_h - (q_h * alpha > heading)::int + ((q_h + 1) * alpha <= heading)::int)::bigint as class_h
+    from quotients
 ),
 
 final as (select * from classed)
