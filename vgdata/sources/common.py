@@ -75,3 +75,21 @@ def lat_folder(lat: float) -> str:
     """SF-XL's sub-folder for a crop: latitude truncated (not rounded) to 2 decimals, e.g. ``37.70``."""
     t = math.trunc(round(lat * 100, 6)) / 100
     return f"{t:.2f}"
+
+
+def add_utm(rows: list[dict]) -> None:
+    """Fill ``utm_east, utm_north`` (metres), ``utm_zone``, ``utm_letter`` of row dicts from their valid lat/lon."""
+    if not rows:
+        return
+    import numpy as np
+
+    from vgdata import geo
+
+    utm = geo.latlon_to_utm(np.array([r["lat"] for r in rows]), np.array([r["lon"] for r in rows]))
+    for j, r in enumerate(rows):
+        r.update(
+            utm_east=float(utm.east[j]),
+            utm_north=float(utm.north[j]),
+            utm_zone=int(utm.zone[j]),
+            utm_letter=str(utm.letter[j]),
+        )

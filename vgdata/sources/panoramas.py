@@ -25,7 +25,7 @@ from vgdata import geo
 from vgdata.catalog import atomic_write_table, table_digest
 from vgdata.errors import UsageError
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
-from vgdata.sources.common import canonical_timestamp, image_id, lat_folder, safe_relative
+from vgdata.sources.common import add_utm, canonical_timestamp, image_id, lat_folder, safe_relative
 
 REQUIRED = ("pano_id", "lat", "lon", "heading", "timestamp")
 OPTIONAL_NUMERIC = ("pitch", "roll", "altitude")
@@ -132,15 +132,7 @@ def read_metadata(csv_path: Path, pano_dir: Path, collection: str) -> MetadataPl
             }
         )
     rows.sort(key=lambda r: r["pano_id"])
-    if rows:
-        utm = geo.latlon_to_utm(np.array([r["lat"] for r in rows]), np.array([r["lon"] for r in rows]))
-        for j, r in enumerate(rows):
-            r.update(
-                utm_east=float(utm.east[j]),
-                utm_north=float(utm.north[j]),
-                utm_zone=int(utm.zone[j]),
-                utm_letter=str(utm.letter[j]),
-            )
+    add_utm(rows)
     return MetadataPlan(rows=rows, rejects=from_columns(REJECTS, rej), csv_rows=n)
 
 

@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from vgdata import geo
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
-from vgdata.sources.common import canonical_timestamp, image_id
+from vgdata.sources.common import add_utm, canonical_timestamp, image_id
 from vgdata.sources.panoramas import IMAGE_SUFFIXES, write_shard_tables
 
 GPS_IFD = 0x8825
@@ -199,16 +199,8 @@ def add_utm_and_names(rows: list[dict]) -> None:
     """Fill utm_* and the '@' ``name`` of each row (lat/lon valid, sfxl style, ``.jpg``)."""
     from vgdata.names import make_name
 
-    if not rows:
-        return
-    utm = geo.latlon_to_utm(np.array([r["lat"] for r in rows]), np.array([r["lon"] for r in rows]))
-    for j, r in enumerate(rows):
-        r.update(
-            utm_east=float(utm.east[j]),
-            utm_north=float(utm.north[j]),
-            utm_zone=int(utm.zone[j]),
-            utm_letter=str(utm.letter[j]),
-        )
+    add_utm(rows)
+    for r in rows:
         r["name"] = make_name(
             utm_east=r["utm_east"],
             utm_north=r["utm_north"],
