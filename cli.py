@@ -411,6 +411,45 @@ def eval_set_cmd(
     )
 
 
+@vgdata_app.command("synth")
+def synth_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the raw inputs to.", show_default=False)],
+    *,
+    preset: Annotated[str, typer.Option(help="tiny (seconds), demo (~2 min on 2 cores), city (benchmarks).")] = "demo",
+    seed: Annotated[int, typer.Option(help="City and capture seed.")] = 0,
+    origin: Annotated[str, typer.Option(help="City centre as LAT,LON in degrees.")] = "37.7749,-122.4194",
+    workers: Annotated[int, typer.Option(help="Rendering processes; 0 = all cores.")] = 0,
+    metadata_only: Annotated[
+        int, typer.Option(help="Write only panoramas.csv for this many panoramas (no images), for scale tests.")
+    ] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Generate a synthetic city: panoramas + CSV, Flickr-style queries (EXIF GPS), 6DoF queries."""
+    from vgdata.synth import SynthConfig, synth
+
+    try:
+        lat_s, lon_s = origin.split(",")
+        lat, lon = float(lat_s), float(lon_s)
+    except ValueError:
+        err_console.print(f"[bold red]error:[/] --origin must be LAT,LON in degrees, got {origin!r}")
+        raise typer.Exit(2) from None
+    config = SynthConfig(
+        out_dir=out_dir, preset=preset, seed=seed, origin=(lat, lon), workers=workers, metadata_only=metadata_only
+    )
+    start = time.perf_counter()
+    try:
+        r = synth(config)
+    except VgdataError as e:
+        raise _fail(e) from None
+    if json_out:
+        print(json.dumps(r.to_dict(), indent=2))
+        return
+    console.print(
+        f"{r.out_dir}: {r.panoramas} panoramas ({', '.join(map(str, r.years))}), "
+        f"{r.queries_v1} queries_v1, {r.queries_v2} queries_v2 in {time.perf_counter() - start:.1f} s"
+    )
+
+
 @vgdata_app.command("version")
 def version_cmd() -> None:
     """Print the vgdata version."""

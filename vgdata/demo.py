@@ -1,10 +1,11 @@
-"""Generated raw inputs and the ``make demo`` job (until the synthetic city lands).
+"""Small generated panoramas for fast tests, and the ``make demo`` job.
 
 ``make_raw_panoramas`` writes what a user would bring to ``build-catalog``: 2:1
 equirectangular JPEG panoramas plus ``panoramas.csv`` (pano_id, lat, lon, heading,
 timestamp, pitch, roll, altitude). Panoramas lie every ``spacing_m`` metres along a
 straight street from ``origin``; each column's colour encodes its azimuth, so crops can
-be checked by eye. This is a stand-in; ``vgdata synth`` (the synthetic city) replaces it.
+be checked by eye. Tests use it where a real scene is not needed; ``make demo`` and the
+scene-dependent tests use ``vgdata synth`` (the synthetic city).
 """
 
 from __future__ import annotations
@@ -72,28 +73,32 @@ def make_raw_panoramas(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``make demo``: generate panoramas, build a catalog from them, print its summary."""
+    """``make demo``: the synthetic city's demo preset through every vgdata step.
+
+    synth -> build-catalog -> add-queries (v1 photos, v2 poses) -> split-val -> split-groups
+    -> eval-set (v1, v2, val) -> info. Each step reuses what a previous run built.
+    """
     import subprocess
 
     argv = sys.argv[1:] if argv is None else argv
     catalog = Path(argv[0] if argv else "catalogs/demo")
     raw = catalog.parent / f"{catalog.name}-raw"
-    if not (raw / "panoramas.csv").is_file():
-        make_raw_panoramas(raw, n=48, width=1664, seed=0)
-    vgdata = [sys.executable, "-m", "cli"]
-    subprocess.run(
-        [
-            *vgdata,
-            "build-catalog",
-            str(catalog),
-            "--panoramas",
-            str(raw / "panoramas"),
-            "--metadata",
-            str(raw / "panoramas.csv"),
-        ],
-        check=True,
-    )
-    subprocess.run([*vgdata, "info", str(catalog)], check=True)
+
+    def vgdata(*args: object) -> None:
+        print("$ vgdata " + " ".join(map(str, args)), flush=True)
+        subprocess.run([sys.executable, "-m", "cli", *map(str, args)], check=True)
+
+    if not (raw / "README.txt").is_file():  # written last by synth
+        vgdata("synth", raw, "--preset", "demo", "--seed", "0")
+    vgdata("build-catalog", catalog, "--panoramas", raw / "panoramas", "--metadata", raw / "panoramas.csv")
+    vgdata("add-queries", catalog, "--collection", "queries_v1", "--photos", raw / "queries_v1")
+    vgdata("add-queries", catalog, "--collection", "queries_v2", "--poses", raw / "queries_v2.csv")
+    vgdata("split-val", catalog, "--size", "100", "--seed", "0")
+    vgdata("split-groups", catalog)
+    vgdata("eval-set", catalog, "--name", "val", "--database", "val_database", "--queries", "val_queries")
+    for q in ("queries_v1", "queries_v2"):
+        vgdata("eval-set", catalog, "--name", q, "--database", "database", "--queries", q)
+    vgdata("info", catalog)
     return 0
 
 

@@ -1,0 +1,223 @@
+"""The synthetic city end to end: determinism, ingestion, groups, origins, and a real task."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+from vgdata.synth.scene import make_scene
+
+from cli import vgdata_app
+from vgdata import geo
+from vgdata.build import BuildConfig, build_catalog, register_collection
+from vgdata.catalog import Catalog, atomic_write_table
+from vgdata.evalset import eval_set
+from vgdata.groups import GroupsConfig, split_groups
+from vgdata.panorama import strip_windows
+from vgdata.schema import IMAGES, from_columns
+from vgdata.synth import PRESETS, SynthConfig, synth
+from vgdata.synth.generate import Frame, plan_captures
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    synth(SynthConfig(out, preset="tiny", seed=0, workers=1))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tiny, tmp_path_factory) -> Path:
+    cat = tmp_path_factory.mktemp("synthcat") / "cat"
+    build_catalog(BuildConfig(cat, panoramas=tiny / "panoramas", metadata=tiny / "panoramas.csv", workers=1))
+    build_catalog(BuildConfig(cat, photos=tiny / "queries_v1", collection="queries_v1", workers=1))
+    build_catalog(BuildConfig(cat, poses=tiny / "queries_v2.csv", collection="queries_v2", workers=1))
+    return cat
+
+
+def test_outputs_and_readme(tiny):
+    rows = list(csv.DictReader((tiny / "panoramas.csv").open()))
+    assert list(rows[0]) == ["pano_id", "lat", "lon", "heading", "timestamp", "pitch", "roll", "altitude"]
+    assert len(rows) == len(list((tiny / "panoramas").glob("*.jpg"))) > 10
+    assert all(len(r["pano_id"]) == 22 for r in rows) and {r["timestamp"][:4] for r in rows} == {"2013", "2017"}
+    with Image.open(tiny / "panoramas" / f"{rows[0]['pano_id']}.jpg") as im:
+        assert im.size == (512, 256)
+    readme = (tiny / "README.txt").read_text()
+    assert "preset: tiny" in readme and "seed: 0" in readme and f"panoramas: {len(rows)}" in readme
+    assert "vgdata-synth/1" in readme
+    v1 = sorted((tiny / "queries_v1").glob("*.jpg"))
+    assert len(v1) == PRESETS["tiny"].queries_v1
+    gps = Image.open(v1[0]).getexif().get_ifd(0x8825)
+    assert gps[1] == "N" and gps[3] == "W" and 17 not in gps  # lat/lon, no heading (GPSImgDirection)
+
+
+def test_same_seed_same_bytes_whatever_the_workers(tiny, tmp_path):
+    again = tmp_path / "again"
+    synth(SynthConfig(again, preset="tiny", seed=0, workers=2))
+    assert tree_digest(again) == tree_digest(tiny)
+
+
+def test_different_seeds_different_cities():
+    a, b = make_scene(0, size_m=200), make_scene(1, size_m=200)
+    assert [s.p0 for s in a.streets] != [s.p0 for s in b.streets]
+    pa = plan_captures(a.streets, PRESETS["tiny"], 0)
+    pb = plan_captures(b.streets, PRESETS["tiny"], 1)
+    assert [(c.x, c.y) for c in pa] != [(c.x, c.y) for c in pb]
+
+
+def test_ingested_with_no_special_case(tiny, tiny_catalog):
+    build = json.loads((tiny_catalog / "build.json").read_text())
+    counts = {c: v["counts"] for c, v in build["collections"].items()}
+    n_panos = len(list((tiny / "panoramas").glob("*.jpg")))
+    assert counts["database"] == {"panoramas": n_panos, "images": 12 * n_panos, "rejects": 0}
+    assert counts["queries_v1"]["images"] == PRESETS["tiny"].queries_v1 and counts["queries_v1"]["rejects"] == 0
+    assert counts["queries_v2"]["images"] == PRESETS["tiny"].queries_v2 and counts["queries_v2"]["rejects"] == 0
+    for name in ("queries_v1", "queries_v2"):
+        r = eval_set(tiny_catalog, name=name, database="database", queries=name)
+        # Queries are taken within 30 m of a database panorama, so each has positives at 25 m or is close.
+        assert r.n_queries == counts[name]["images"] and r.queries_without_positives < r.n_queries / 2
+    con = Catalog(tiny_catalog).connect()
+    v2 = con.sql("select heading, pitch, roll from images where collection = 'queries_v2'").fetchall()
+    assert all(h is not None and 0 <= h < 360 for h, _, _ in v2)
+
+
+def _register_plan(cat: Path, preset_name: str, seed: int) -> int:
+    """Catalog rows for every strip crop of a preset's capture plan (the rendered positions)."""
+    preset = PRESETS[preset_name]
+    captures = plan_captures(make_scene(seed, size_m=preset.size_m).streets, preset, seed)
+    frame = Frame.at(37.7749, -122.4194)
+    lat, lon = frame.latlon(np.array([c.x for c in captures]), np.array([c.y for c in captures]))
+    utm = geo.latlon_to_utm(lat, lon)
+    cols: dict[str, list] = {k: [] for k in ("image_id", "path", "collection", "utm_east", "utm_north", "heading")}
+    for i, c in enumerate(captures):
+        for k, win in enumerate(strip_windows(preset.width, preset.width // 2, c.heading)):
+            cols["image_id"].append(12 * i + k)
+            cols["path"].append(f"p{i:06d}_{k:02d}.jpg")
+            cols["collection"].append("database")
+            cols["utm_east"].append(float(utm.east[i]))
+            cols["utm_north"].append(float(utm.north[i]))
+            cols["heading"].append(win.heading)
+    n = len(cols["path"])
+    cols.update(utm_zone=[10] * n, utm_letter=["S"] * n)
+    atomic_write_table(cat / "images" / "database-000000.parquet", from_columns(IMAGES, cols))
+    register_collection(cat, "database", image_root="crops/database", source={"plan": preset_name})
+    return len(captures)
+
+
+def test_demo_preset_has_at_least_8_cosplace_groups(tmp_path):
+    n = _register_plan(tmp_path / "cat", "demo", 0)
+    assert 150 <= n <= 400  # "a few hundred panoramas"
+    r = split_groups(GroupsConfig(tmp_path / "cat"))  # CosPlace's defaults: M=10, alpha=30, N=5, L=2, mipc=10
+    assert r.total_groups >= 8 and r.manifest_images > 0
+
+
+@pytest.mark.parametrize(
+    ("origin", "zone", "letter"),
+    [((-33.8688, 151.2093), 56, "H"), ((60.3913, 5.3221), 32, "V"), ((37.7749, -122.4194), 10, "S")],
+)
+def test_origin_sets_zone_and_keeps_metres(tmp_path, origin, zone, letter):
+    out = tmp_path / "meta"
+    r = synth(SynthConfig(out, preset="tiny", seed=3, origin=origin, metadata_only=500))
+    rows = list(csv.DictReader((out / "panoramas.csv").open()))
+    assert r.panoramas == len(rows) == 500
+    lat = np.array([float(x["lat"]) for x in rows])
+    lon = np.array([float(x["lon"]) for x in rows])
+    utm = geo.latlon_to_utm(lat, lon)
+    assert set(utm.zone.tolist()) == {zone} and set(utm.letter.tolist()) == {letter}
+    frame = Frame.at(*origin)
+    x, y = utm.east - frame.east0, utm.north - frame.north0
+    assert np.abs(x).max() < 2000 and np.abs(y).max() < 2000  # around the origin, in metres
+    # Round trip through the CSV's 7-decimal lat/lon keeps positions within ~1 cm.
+    la, lo = frame.latlon(x, y)
+    assert np.abs(la - lat).max() < 1e-7 and np.abs(lo - lon).max() < 1e-7
+
+
+def test_bergen_rendered_origin_ingests_in_zone_32v(tmp_path):
+    out = tmp_path / "bergen"
+    synth(SynthConfig(out, preset="tiny", seed=4, origin=(60.3913, 5.3221), workers=1))
+    r = build_catalog(
+        BuildConfig(tmp_path / "cat", panoramas=out / "panoramas", metadata=out / "panoramas.csv", workers=1)
+    )
+    assert r.rejects == 0
+    zones = pq.read_table(
+        sorted((tmp_path / "cat" / "images").glob("database-*.parquet")), columns=["utm_zone", "utm_letter"]
+    )
+    assert set(zones.column("utm_zone").to_pylist()) == {32} and set(zones.column("utm_letter").to_pylist()) == {"V"}
+
+
+def describe(path: Path) -> np.ndarray:
+    """A fixed descriptor: HSV colour histogram + gradient-orientation histogram on a 2x2 grid."""
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB").resize((64, 64)), dtype=np.float32) / 255
+        hsv = np.asarray(im.convert("RGB").resize((64, 64)).convert("HSV"), dtype=np.int32)
+    hist = np.histogramdd(hsv.reshape(-1, 3) // np.array([32, 64, 64]), bins=(8, 4, 4), range=((0, 8), (0, 4), (0, 4)))[
+        0
+    ].ravel()
+    gray = rgb.mean(axis=2)
+    gx, gy = np.gradient(gray)
+    mag, ang = np.hypot(gx, gy), (np.arctan2(gy, gx) % np.pi) / np.pi * 8
+    grads = []
+    for qy in range(2):
+        for qx in range(2):
+            sl = (slice(32 * qy, 32 * qy + 32), slice(32 * qx, 32 * qx + 32))
+            grads.append(np.bincount(ang[sl].astype(int).ravel() % 8, weights=mag[sl].ravel(), minlength=8))
+    vec = np.concatenate([hist / hist.sum(), np.concatenate(grads) / (np.sum(grads) + 1e-9)])
+    return vec / np.linalg.norm(vec)
+
+
+def test_retrieval_across_years_is_real_and_not_trivial(tiny_catalog):
+    """Crops of 2017 retrieve 2013 crops of the same place and heading far above chance, below 100%."""
+    con = Catalog(tiny_catalog).connect()
+    rows = con.sql(
+        "select path, utm_east, utm_north, heading, year from images where collection = 'database' order by path"
+    ).fetchall()
+    root = Catalog(tiny_catalog).image_root("database")
+    db = [r for r in rows if r[4] == 2013]
+    qs = [r for r in rows if r[4] == 2017]
+    d_desc = np.stack([describe(root / r[0]) for r in db])
+    hits, chance = [], []
+    for q in qs:
+        positive = np.array(
+            [math.hypot(q[1] - d[1], q[2] - d[2]) <= 10 and geo.heading_difference(q[3], d[3]) <= 15 for d in db]
+        )
+        if not positive.any():
+            continue
+        best = int(np.argmax(d_desc @ describe(root / q[0])))
+        hits.append(bool(positive[best]))
+        chance.append(positive.mean())
+    recall, chance_level = float(np.mean(hits)), float(np.mean(chance))
+    print(f"recall@1 {recall:.3f} vs chance {chance_level:.3f} over {len(hits)} queries")
+    assert len(hits) >= 50
+    assert recall >= 5 * chance_level and recall >= 0.25
+    assert recall <= 0.9
+
+
+def test_cli_synth_metadata_only_and_bad_origin(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(
+        vgdata_app, ["synth", str(tmp_path / "o"), "--preset", "city", "--metadata-only", "2000", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["panoramas"] == 2000
+    res = runner.invoke(vgdata_app, ["synth", str(tmp_path / "o"), "--origin", "north"])
+    assert res.exit_code == 2 and "--origin must be LAT,LON" in res.output
+    res = runner.invoke(vgdata_app, ["synth", str(tmp_path / "o"), "--origin", "91,0", "--metadata-only", "10"])
+    assert res.exit_code == 2 and "outside UTM range" in res.output
+    res = runner.invoke(vgdata_app, ["synth", str(tmp_path / "o"), "--preset", "huge"])
+    assert res.exit_code == 2 and "unknown preset 'huge'" in res.output
