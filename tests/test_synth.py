@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
-from vgdata.synth.scene import make_scene
 
 from cli import vgdata_app
 from vgdata import geo
@@ -25,6 +24,7 @@ from vgdata.panorama import strip_windows
 from vgdata.schema import IMAGES, from_columns
 from vgdata.synth import PRESETS, SynthConfig, synth
 from vgdata.synth.generate import Frame, plan_captures
+from vgdata.synth.scene import make_scene
 
 
 def tree_digest(root: Path) -> dict[str, str]:
