@@ -8,6 +8,7 @@ function. Library errors (``VgdataError``) become a one-line message and exit co
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -454,6 +455,70 @@ def synth_cmd(
 def version_cmd() -> None:
     """Print the vgdata version."""
     print(vgdata.__version__)
+
+
+@vgtrain_app.command("fit")
+def fit_cmd(
+    *,
+    groups: Annotated[str, typer.Option(help="Groups manifest (vgdata split-groups).")],
+    val: Annotated[str, typer.Option(help="Validation eval manifest (vgdata eval-set).")],
+    out: Annotated[str, typer.Option(help="Run folder for checkpoints and the log.")],
+    backbone: Annotated[str, typer.Option(help="ResNet18, ResNet50, ResNet101, ResNet152 or VGG16.")] = "ResNet18",
+    fc_output_dim: Annotated[int, typer.Option(help="Descriptor dimension.")] = 512,
+    train_all_layers: Annotated[bool, typer.Option(help="Also train the layers CosPlace freezes.")] = False,
+    backbone_weights: Annotated[str | None, typer.Option(help="torchvision ImageNet state-dict file.")] = None,
+    groups_num: Annotated[int, typer.Option(help="Groups trained in turn.")] = 8,
+    epochs_num: Annotated[int, typer.Option(help="Epochs (epoch e trains group e % groups-num).")] = 50,
+    iterations_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 10000,
+    batch_size: Annotated[int, typer.Option(help="Images per batch (per process).")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate of the model.")] = 1e-5,
+    classifiers_lr: Annotated[float, typer.Option(help="Adam learning rate of the classifiers.")] = 0.01,
+    image_size: Annotated[int, typer.Option(help="Square training image size, pixels.")] = 512,
+    brightness: Annotated[float, typer.Option(help="ColorJitter brightness.")] = 0.7,
+    contrast: Annotated[float, typer.Option(help="ColorJitter contrast.")] = 0.7,
+    saturation: Annotated[float, typer.Option(help="ColorJitter saturation.")] = 0.7,
+    hue: Annotated[float, typer.Option(help="ColorJitter hue.")] = 0.5,
+    random_resized_crop: Annotated[float, typer.Option(help="RandomResizedCrop scale range [1-x, 1].")] = 0.5,
+    infer_batch_size: Annotated[int, typer.Option(help="Batch size for validation descriptors.")] = 16,
+    val_image_size: Annotated[int | None, typer.Option(help="Resize validation images (default native).")] = None,
+    num_workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    resume: Annotated[str | None, typer.Option(help="Run folder to resume from (its last checkpoint).")] = None,
+    log_every: Annotated[int, typer.Option(help="Log every N iterations (0: ten per epoch).")] = 0,
+    nproc: Annotated[int, typer.Option(help="Processes (DDP via torchrun); 1 = this process.")] = 1,
+) -> None:
+    """Train CosPlace on a groups manifest; validate on an eval manifest after every epoch."""
+    import sys as _sys
+
+    if nproc > 1:  # relaunch this command under torchrun, one process per device
+        import subprocess
+
+        args = [a for a in _sys.argv[1:] if a != "fit"]
+        i = args.index("--nproc") if "--nproc" in args else None
+        if i is not None:
+            del args[i : i + 2]
+        cmd = [_sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "-m", "vgtrain.fit", *args]
+        raise typer.Exit(subprocess.run(cmd).returncode)
+
+    from vgtrain.fit import FitConfig, fit
+
+    config = FitConfig(
+        groups=groups, val=val, out=out, backbone=backbone, fc_output_dim=fc_output_dim,
+        train_all_layers=train_all_layers, backbone_weights=backbone_weights, groups_num=groups_num,
+        epochs_num=epochs_num, iterations_per_epoch=iterations_per_epoch, batch_size=batch_size, lr=lr,
+        classifiers_lr=classifiers_lr, image_size=image_size, brightness=brightness, contrast=contrast,
+        saturation=saturation, hue=hue, random_resized_crop=random_resized_crop, infer_batch_size=infer_batch_size,
+        val_image_size=val_image_size, num_workers=num_workers, seed=seed, device=device, resume=resume,
+        log_every=log_every,
+    )  # fmt: skip
+    try:
+        summary = fit(config)
+    except (ValueError, FileNotFoundError) as e:  # ManifestError, FitError, bad weights: one line
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(1) from None
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        console.print(f"best val R@1 {summary['best_recall1']:.1f}; checkpoints in {summary['run_dir']}")
 
 
 @vgtrain_app.command("env")

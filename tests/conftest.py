@@ -23,3 +23,25 @@ def raw_copy(raw_panos, tmp_path) -> tuple[Path, Path]:
     dst = tmp_path / "raw"
     shutil.copytree(pano_dir.parent, dst)
     return dst / "panoramas", dst / "panoramas.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    """The synthetic city's tiny preset (seed 0), rendered once per session."""
+    from vgdata.synth import SynthConfig, synth
+
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    synth(SynthConfig(out, preset="tiny", seed=0, workers=1))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tiny, tmp_path_factory) -> Path:
+    """A catalog of the tiny city: database crops, queries_v1 (photos) and queries_v2 (poses)."""
+    from vgdata.build import BuildConfig, build_catalog
+
+    cat = tmp_path_factory.mktemp("synthcat") / "cat"
+    build_catalog(BuildConfig(cat, panoramas=tiny / "panoramas", metadata=tiny / "panoramas.csv", workers=1))
+    build_catalog(BuildConfig(cat, photos=tiny / "queries_v1", collection="queries_v1", workers=1))
+    build_catalog(BuildConfig(cat, poses=tiny / "queries_v2.csv", collection="queries_v2", workers=1))
+    return cat

@@ -35,22 +35,6 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "tiny"
-    synth(SynthConfig(out, preset="tiny", seed=0, workers=1))
-    return out
-
-
-@pytest.fixture(scope="session")
-def tiny_catalog(tiny, tmp_path_factory) -> Path:
-    cat = tmp_path_factory.mktemp("synthcat") / "cat"
-    build_catalog(BuildConfig(cat, panoramas=tiny / "panoramas", metadata=tiny / "panoramas.csv", workers=1))
-    build_catalog(BuildConfig(cat, photos=tiny / "queries_v1", collection="queries_v1", workers=1))
-    build_catalog(BuildConfig(cat, poses=tiny / "queries_v2.csv", collection="queries_v2", workers=1))
-    return cat
-
-
 def test_outputs_and_readme(tiny):
     rows = list(csv.DictReader((tiny / "panoramas.csv").open()))
     assert list(rows[0]) == ["pano_id", "lat", "lon", "heading", "timestamp", "pitch", "roll", "altitude"]

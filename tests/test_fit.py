@@ -1,0 +1,106 @@
+"""vgtrain fit on the synthetic city: loss decreases, resume == uninterrupted, 2-process DDP, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from vgdata.evalset import eval_set
+from vgdata.groups import GroupsConfig, split_groups
+from vgtrain.fit import FitConfig, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def manifests(tiny_catalog) -> tuple[str, str]:
+    g = split_groups(GroupsConfig(tiny_catalog, min_images_per_class=1, groups_num=2))
+    v = eval_set(tiny_catalog, name="val_v2", database="database", queries="queries_v2")
+    return g.manifest, v.manifest
+
+
+def small(manifests, out: Path, **kw) -> FitConfig:
+    groups, val = manifests
+    base = {"groups": groups, "val": val, "out": str(out), "image_size": 64, "batch_size": 8, "device": "cpu"}
+    base |= {"iterations_per_epoch": 6, "epochs_num": 2, "groups_num": 2, "num_workers": 0, "fc_output_dim": 32}
+    base |= {"infer_batch_size": 8, "val_image_size": 64}
+    return FitConfig(**{**base, **kw})
+
+
+def test_short_fit_loss_decreases_and_writes_checkpoints(manifests, tmp_path):
+    summary = fit(small(manifests, tmp_path / "run", groups_num=1, epochs_num=3, iterations_per_epoch=8))
+    losses = [h["loss"] for h in summary["history"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    for name in ("last.pt", "last.state.pt", "last.meta.json", "best.pt", "best.meta.json", "log.txt"):
+        assert (tmp_path / "run" / name).is_file(), name
+    meta = json.loads((tmp_path / "run" / "last.meta.json").read_text())
+    assert meta["epoch"] == 2 and meta["model_args"]["backbone"] == "ResNet18" and set(meta["recall"]) >= {"1", "5"}
+    assert meta["config"]["image_size"] == 64 and meta["fingerprints"]["groups"]
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "samples/s" in log and "data-wait" in log and "val R@1" in log
+    weights = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert "aggregation.1.p" in weights and "backbone.0.weight" in weights
+
+
+def test_resume_equals_uninterrupted(manifests, tmp_path):
+    fit(small(manifests, tmp_path / "full", epochs_num=3))
+    fit(small(manifests, tmp_path / "part", epochs_num=1))
+    fit(small(manifests, tmp_path / "part", epochs_num=3, resume=str(tmp_path / "part")))
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = torch.load(tmp_path / "full" / "last.state.pt", weights_only=False)
+    sb = torch.load(tmp_path / "part" / "last.state.pt", weights_only=False)
+    for ca, cb in zip(sa["classifiers"], sb["classifiers"], strict=True):
+        assert torch.equal(ca["weight"], cb["weight"])
+
+
+def test_two_process_ddp_ends_with_identical_weights(manifests, tmp_path):
+    groups, val = manifests
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "-m", "vgtrain.fit"]
+    cmd += ["--groups", groups, "--val", val, "--out", str(tmp_path / "ddp"), "--image-size", "64", "--batch-size", "4"]
+    cmd += ["--iterations-per-epoch", "3", "--epochs-num", "2", "--groups-num", "2", "--num-workers", "0"]
+    cmd += ["--device", "cpu", "--fc-output-dim", "32", "--infer-batch-size", "8", "--val-image-size", "64"]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    meta = json.loads((tmp_path / "ddp" / "last.meta.json").read_text())
+    assert meta["world_size"] == 2
+    digests = meta["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert res.stdout.count("done in") == 2 and res.stdout.count("best val R@1") == 1  # only rank 0 logs
+
+
+def test_bad_manifest_and_too_few_groups_are_one_line(manifests, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import vgtrain_app
+
+    groups, val = manifests
+    broken = tmp_path / "broken.parquet"
+    t = pq.read_table(groups)
+    pq.write_table(t.drop(["class_index"]).replace_schema_metadata(t.schema.metadata), broken)
+    runner = CliRunner()
+    args = ["fit", "--val", val, "--out", str(tmp_path / "r"), "--num-workers", "0", "--device", "cpu"]
+    res = runner.invoke(vgtrain_app, [*args, "--groups", str(broken)])
+    assert res.exit_code == 1 and "class_index" in res.output and "Traceback" not in res.output
+    res = runner.invoke(vgtrain_app, [*args, "--groups", groups, "--groups-num", "9"])
+    assert res.exit_code == 1 and "use --groups-num 2" in res.output
+    empty = tmp_path / "noval.parquet"
+    v = pq.read_table(val)
+    no_pos = v.set_column(
+        v.schema.get_field_index("positives"),
+        "positives",
+        pa.array([[] if r == "query" else None for r in v.column("role").to_pylist()], pa.list_(pa.int32())),
+    )
+    pq.write_table(no_pos.replace_schema_metadata(v.schema.metadata), empty)
+    res = runner.invoke(vgtrain_app, ["fit", "--groups", groups, "--val", str(empty), "--out", str(tmp_path / "r2")])
+    assert res.exit_code == 1 and "positive" in res.output

@@ -1,0 +1,88 @@
+"""Descriptors, k-nearest neighbours and recall@N as CosPlace defines them (REFERENCE.md c).
+
+Recall@N: a query counts as found at N if any of its top-N predictions is a positive
+(a database image within the threshold, as listed in the eval manifest); queries without
+any positive stay in the denominator. Reported in percent, for N in RECALL_VALUES.
+kNN is exact L2 on L2-normalised descriptors: faiss (a GPU index when faiss sees a GPU)
+when it is importable, otherwise torch matmul + topk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+RECALL_VALUES = (1, 5, 10, 20)
+
+
+@torch.no_grad()
+def compute_descriptors(
+    model: torch.nn.Module,
+    paths: list[str],
+    *,
+    image_size: int | None,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    sizes: list[tuple[int, int]] | None = None,
+) -> np.ndarray:
+    """float32 (len(paths), D) descriptors, in the order of ``paths``; ``sizes`` (w, h) spare header reads."""
+    from vgtrain.augment import normalize
+    from vgtrain.data import eval_loader
+
+    model.eval()
+    out: np.ndarray | None = None
+    loader = eval_loader(paths, image_size=image_size, batch_size=batch_size, num_workers=num_workers, sizes=sizes)
+    for images, idx in loader:
+        desc = model(normalize(images.to(device))).float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(paths), desc.shape[1]), dtype=np.float32)
+        out[idx.numpy()] = desc
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def knn(database: np.ndarray, queries: np.ndarray, k: int, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """(squared L2 distances, indices), each (Q, k): the k nearest database rows of every query.
+
+    backend: "auto" (faiss if importable, else torch), "faiss" or "torch".
+    """
+    k = min(k, len(database))
+    if backend in ("auto", "faiss"):
+        try:
+            import faiss
+        except ImportError:
+            if backend == "faiss":
+                raise
+        else:
+            index = faiss.IndexFlatL2(database.shape[1])
+            if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
+                index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+            index.add(np.ascontiguousarray(database, dtype=np.float32))
+            dist, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+            return dist, idx
+    db = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32))
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    d2 = (q * q).sum(1, keepdim=True) - 2 * q @ db.T + (db * db).sum(1)[None, :]
+    dist, idx = torch.topk(d2, k, dim=1, largest=False)
+    return dist.numpy(), idx.numpy()
+
+
+def recalls(predictions: np.ndarray, positives: list[np.ndarray], values=RECALL_VALUES) -> dict[int, float]:
+    """Recall@N in percent (CosPlace's definition) from (Q, k) predicted database indices."""
+    counts = np.zeros(len(values))
+    for preds, pos in zip(predictions, positives, strict=True):
+        for i, n in enumerate(values):
+            if np.isin(preds[:n], pos).any():
+                counts[i:] += 1
+                break
+    total = max(len(positives), 1)
+    return {n: float(100.0 * c / total) for n, c in zip(values, counts, strict=True)}
+
+
+def evaluate(model, manifest, *, image_size, batch_size, num_workers, device, values=RECALL_VALUES) -> dict[int, float]:
+    """Recall@N of ``model`` on an EvalManifest."""
+    common = {"image_size": image_size, "batch_size": batch_size, "num_workers": num_workers, "device": device}
+    db = compute_descriptors(model, manifest.database, sizes=manifest.database_sizes, **common)
+    q = compute_descriptors(model, manifest.queries, sizes=manifest.query_sizes, **common)
+    _, idx = knn(db, q, max(values))
+    return recalls(idx, manifest.positives, values)

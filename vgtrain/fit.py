@@ -1,0 +1,344 @@
+"""``vgtrain fit``: CosPlace training from a vgdata groups manifest (REFERENCE.md b.4, b.5, d).
+
+Method, by default exactly CosPlace's: epoch ``e`` trains group ``e % groups_num`` for
+``iterations_per_epoch`` batches; every class of the group is drawn with equal probability and
+a uniform image inside it; batch augmentation (colour jitter, random resized crop) runs on the
+training device; the loss is CosFace (s=30, m=0.4) with one classifier per group; Adam with
+lr 1e-5 for the model and 0.01 for the classifiers. After every epoch: validation recall@1/5
+on the val eval manifest, ``last`` and (when recall@1 improves) ``best`` checkpoints.
+
+Determinism: each epoch's sampling and augmentation are seeded from (seed, epoch, rank), so a
+run resumed from ``last`` draws exactly what an uninterrupted run draws; with the saved model,
+optimiser and classifier states it reaches the same weights (on CPU).
+
+Scale-out: under torchrun each rank draws a different slice of the epoch's stream, the
+backbone is wrapped in DistributedDataParallel and the group classifier's gradients are
+averaged explicitly; only rank 0 logs and writes. On CUDA: bf16 autocast and channels-last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class FitConfig:
+    """Parameters of ``vgtrain fit`` (CosPlace's names, kebab-case on the command line)."""
+
+    groups: str
+    """Groups manifest written by ``vgdata split-groups``."""
+    val: str
+    """Eval manifest (``vgdata eval-set``) used for validation after every epoch."""
+    out: str
+    """Run folder: checkpoints (last/best .pt, .state.pt, .meta.json) and log."""
+    backbone: str = "ResNet18"
+    """ResNet18, ResNet50, ResNet101, ResNet152 or VGG16."""
+    fc_output_dim: int = 512
+    """Descriptor dimension."""
+    train_all_layers: bool = False
+    """Train the layers CosPlace freezes (before layer3 for ResNets)."""
+    backbone_weights: str | None = None
+    """torchvision ImageNet state-dict file for the backbone (nothing is downloaded)."""
+    groups_num: int = 8
+    """Groups trained in turn (the first ones of the manifest)."""
+    epochs_num: int = 50
+    """Epochs; epoch e trains group e % groups_num."""
+    iterations_per_epoch: int = 10000
+    """Batches per epoch, whatever the group's size."""
+    batch_size: int = 32
+    """Images per batch (per process under DDP)."""
+    lr: float = 1e-5
+    """Adam learning rate of the model."""
+    classifiers_lr: float = 0.01
+    """Adam learning rate of the CosFace classifiers."""
+    image_size: int = 512
+    """Training images are resized to this square size if they are not already."""
+    cosface_s: float = 30.0
+    """CosFace scale."""
+    cosface_m: float = 0.40
+    """CosFace margin."""
+    brightness: float = 0.7
+    contrast: float = 0.7
+    saturation: float = 0.7
+    hue: float = 0.5
+    random_resized_crop: float = 0.5
+    """RandomResizedCrop keeps an area fraction in [1 - this, 1]."""
+    infer_batch_size: int = 16
+    """Batch size for validation descriptors."""
+    val_image_size: int | None = None
+    """Resize validation images to this square size (default: native size, like CosPlace)."""
+    num_workers: int = 8
+    """DataLoader worker processes."""
+    seed: int = 0
+    """Seed of sampling, augmentation and initialisation."""
+    device: str = "auto"
+    """auto (CUDA if available), cpu or cuda."""
+    resume: str | None = None
+    """Run folder to resume from (its ``last`` checkpoint)."""
+    max_failed_fraction: float = 0.01
+    """Abort when more than this fraction of training images fail to decode."""
+    log_every: int = 0
+    """Log a line every N iterations (0: ten lines per epoch)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FitError(ValueError):
+    """A user-facing training error (bad manifest, too few groups, too many bad images)."""
+
+
+def _seed_for(*parts: int) -> int:
+    return int.from_bytes(hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest(), "big") >> 1
+
+
+def _move_optimizer(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    for state in optimizer.state.values():
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                state[k] = v.to(device)
+
+
+def _log(info, line: str, log_file: Path | None = None) -> None:
+    if info.main:
+        print(line, flush=True)
+        if log_file is not None:
+            with log_file.open("a") as f:
+                f.write(line + "\n")
+
+
+def train_step(model, classifier, optimizers, images, labels, *, autocast, grad_sync=None) -> float:
+    """One optimisation step (the same code with or without AMP); returns the loss."""
+    with autocast():
+        descriptors = model(images)
+        logits = classifier(descriptors.float(), labels)
+        loss = F.cross_entropy(logits, labels)
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_sync is not None:
+        grad_sync()
+    for opt in optimizers:
+        opt.step()
+    return float(loss.detach())
+
+
+def fit(config: FitConfig) -> dict[str, Any]:
+    """Train; returns a summary (epochs run, best recall@1, run folder, per-epoch recalls)."""
+    from vgtrain import checkpoint, dist
+    from vgtrain.augment import BatchAugment
+    from vgtrain.data import EvalManifest, GroupDataset, GroupsManifest, train_loader
+    from vgtrain.evaluate import evaluate
+    from vgtrain.losses import CosFace
+    from vgtrain.model import build_model, model_args
+
+    info = dist.setup(config.device)
+    torch.manual_seed(config.seed)
+    run_dir = Path(config.out)
+    log_file = run_dir / "log.txt" if info.main else None
+    if info.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    manifest = GroupsManifest.read(config.groups)
+    val = EvalManifest.read(config.val)
+    if len(manifest.groups) < config.groups_num:
+        raise FitError(
+            f"the groups manifest has {len(manifest.groups)} group(s) but --groups-num is {config.groups_num}; "
+            f"use --groups-num {len(manifest.groups)} or rebuild it with `vgdata split-groups --groups-num ...`"
+        )
+    groups = manifest.groups[: config.groups_num]
+
+    cuda = info.device.type == "cuda"
+    model = build_model(config.backbone, config.fc_output_dim, config.train_all_layers, config.backbone_weights)
+    model = model.to(info.device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    classifiers = [CosFace(config.fc_output_dim, len(g), s=config.cosface_s, m=config.cosface_m) for g in groups]
+    model_opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    cls_opts = [torch.optim.Adam(c.parameters(), lr=config.classifiers_lr) for c in classifiers]
+    augment = BatchAugment(
+        config.image_size,
+        brightness=config.brightness,
+        contrast=config.contrast,
+        saturation=config.saturation,
+        hue=config.hue,
+        scale=(1 - config.random_resized_crop, 1.0),
+    )
+
+    start_epoch, best_r1, history = 0, -1.0, []
+    if config.resume:
+        weights, state, meta = checkpoint.load(Path(config.resume), "last")
+        model.load_state_dict(weights)
+        model_opt.load_state_dict(state["model_optimizer"])
+        for c, o, cs, os_ in zip(
+            classifiers, cls_opts, state["classifiers"], state["classifier_optimizers"], strict=True
+        ):
+            c.load_state_dict(cs)
+            o.load_state_dict(os_)
+        _move_optimizer(model_opt, info.device)
+        checkpoint.set_rng_state(state["rng"])
+        start_epoch, best_r1, history = meta["epoch"] + 1, meta["best_recall1"], meta.get("history", [])
+        _log(info, f"resumed from {config.resume} at epoch {start_epoch}", log_file)
+
+    train_model = model
+    if info.ddp:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[info.local_rank] if cuda else None)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    log_every = config.log_every or max(1, config.iterations_per_epoch // 10)
+    fingerprints = {"groups": manifest.fingerprint, "val": val.catalog_fingerprint}
+    failed = seen = 0
+
+    for epoch in range(start_epoch, config.epochs_num):
+        g = epoch % config.groups_num
+        classifier = classifiers[g].to(info.device)
+        _move_optimizer(cls_opts[g], info.device)
+        grad_sync = (lambda c=classifier: dist.average_gradients(c.parameters(), info.world_size)) if info.ddp else None
+        loader = train_loader(
+            GroupDataset(groups[g], config.image_size),
+            batch_size=config.batch_size,
+            num_workers=config.num_workers,
+            seed=config.seed,
+            epoch=epoch,
+            iterations=config.iterations_per_epoch,
+            rank=info.rank,
+            world_size=info.world_size,
+        )
+        gen = torch.Generator(device=info.device).manual_seed(_seed_for(config.seed, epoch, info.rank))
+        train_model.train()
+        t_epoch = t_log = time.perf_counter()
+        wait = wait_log = 0.0
+        losses: list[float] = []
+        t_fetch = time.perf_counter()
+        for it, (images, labels, failures) in enumerate(loader, start=1):
+            t_got = time.perf_counter()
+            wait += t_got - t_fetch
+            wait_log += t_got - t_fetch
+            failed += int(failures.sum()) + int((labels < 0).sum())
+            seen += len(labels)
+            if failed > config.max_failed_fraction * max(seen, 100):
+                raise FitError(
+                    f"{failed} of {seen} training images failed to decode (> {config.max_failed_fraction:.0%}); "
+                    "check the catalog's image files or rebuild the catalog"
+                )
+            keep = labels >= 0
+            images = images[keep].to(info.device, non_blocking=True)
+            labels = labels[keep].to(info.device, non_blocking=True)
+            x = augment(images, gen)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            losses.append(
+                train_step(
+                    train_model, classifier, [model_opt, cls_opts[g]], x, labels, autocast=autocast, grad_sync=grad_sync
+                )
+            )
+            if it % log_every == 0 or it == config.iterations_per_epoch:
+                now = time.perf_counter()
+                span = now - t_log
+                _log(
+                    info,
+                    f"epoch {epoch:3d} group {g} it {it:6d}/{config.iterations_per_epoch} "
+                    f"loss {sum(losses[-log_every:]) / len(losses[-log_every:]):.4f} "
+                    f"{log_every * config.batch_size * info.world_size / max(span, 1e-9):8.1f} samples/s "
+                    f"data-wait {wait_log / max(span, 1e-9):4.0%}",
+                    log_file,
+                )
+                t_log, wait_log = now, 0.0
+            t_fetch = time.perf_counter()
+        if info.ddp:
+            dist.broadcast_buffers(model)
+        classifiers[g] = classifier.cpu()
+        _move_optimizer(cls_opts[g], torch.device("cpu"))
+        epoch_time = time.perf_counter() - t_epoch
+
+        if info.main:
+            r = evaluate(
+                model,
+                val,
+                image_size=config.val_image_size,
+                batch_size=config.infer_batch_size,
+                num_workers=min(config.num_workers, 2),
+                device=info.device,
+            )
+            history.append(
+                {
+                    "epoch": epoch,
+                    "group": g,
+                    "loss": sum(losses) / len(losses),
+                    "recall": r,
+                    "samples_per_s": len(losses) * config.batch_size * info.world_size / max(epoch_time, 1e-9),
+                    "data_wait": wait / max(epoch_time, 1e-9),
+                }
+            )
+            improved = r[1] > best_r1
+            best_r1 = max(best_r1, r[1])
+            meta = {
+                "config": config.to_dict(),
+                "model_args": model_args(model),
+                "epoch": epoch,
+                "group_cursor": (epoch + 1) % config.groups_num,
+                "best_recall1": best_r1,
+                "recall": r,
+                "history": history,
+                "fingerprints": fingerprints,
+                "world_size": info.world_size,
+                "failed_images": failed,
+            }
+            state = {
+                "model_optimizer": model_opt.state_dict(),
+                "classifiers": [c.state_dict() for c in classifiers],
+                "classifier_optimizers": [o.state_dict() for o in cls_opts],
+                "rng": checkpoint.rng_state(),
+            }
+            weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            checkpoint.save(run_dir, "last", model_state=weights, train_state=state, meta=meta)
+            if improved:
+                checkpoint.save(run_dir, "best", model_state=weights, train_state=None, meta=meta)
+            _log(
+                info,
+                f"epoch {epoch:3d} done in {epoch_time:.1f} s (data-wait {wait / max(epoch_time, 1e-9):.0%}): "
+                f"val R@1 {r[1]:.1f} R@5 {r[5]:.1f}{' (best)' if improved else ''}",
+                log_file,
+            )
+
+    digest = _weights_digest(model)
+    digests = [digest]
+    if info.ddp:
+        gathered: list[str | None] = [None] * info.world_size
+        torch.distributed.all_gather_object(gathered, digest)
+        digests = [str(d) for d in gathered]
+    if info.main and (run_dir / "last.meta.json").is_file():
+        meta = json.loads((run_dir / "last.meta.json").read_text())
+        meta["rank_weight_digests"] = digests
+        (run_dir / "last.meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    dist.cleanup(info)
+    return {"run_dir": str(run_dir), "best_recall1": best_r1, "history": history, "rank_weight_digests": digests}
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m vgtrain.fit ...`` (what torchrun launches): the ``vgtrain fit`` command."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from cli import vgtrain_app
+
+    vgtrain_app(["fit", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()
