@@ -218,6 +218,7 @@ def fit(config: FitConfig) -> dict[str, Any]:
         t_epoch = t_log = time.perf_counter()
         wait = wait_log = 0.0
         losses: list[float] = []
+        last_it = 0
         t_fetch = time.perf_counter()
         for it, (images, labels, failures) in enumerate(loader, start=1):
             t_got = time.perf_counter()
@@ -247,12 +248,12 @@ def fit(config: FitConfig) -> dict[str, Any]:
                 _log(
                     info,
                     f"epoch {epoch:3d} group {g} it {it:6d}/{config.iterations_per_epoch} "
-                    f"loss {sum(losses[-log_every:]) / len(losses[-log_every:]):.4f} "
-                    f"{log_every * config.batch_size * info.world_size / max(span, 1e-9):8.1f} samples/s "
+                    f"loss {sum(losses[last_it:]) / len(losses[last_it:]):.4f} "
+                    f"{(it - last_it) * config.batch_size * info.world_size / max(span, 1e-9):8.1f} samples/s "
                     f"data-wait {wait_log / max(span, 1e-9):4.0%}",
                     log_file,
                 )
-                t_log, wait_log = now, 0.0
+                t_log, wait_log, last_it = now, 0.0, it
             t_fetch = time.perf_counter()
         if info.ddp:
             dist.broadcast_buffers(model)
