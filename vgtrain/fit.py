@@ -68,9 +68,13 @@ class FitConfig:
     cosface_m: float = 0.40
     """CosFace margin."""
     brightness: float = 0.7
+    """ColorJitter brightness: factor uniform in [max(0, 1 - x), 1 + x], per image."""
     contrast: float = 0.7
+    """ColorJitter contrast factor range, as brightness."""
     saturation: float = 0.7
+    """ColorJitter saturation factor range, as brightness."""
     hue: float = 0.5
+    """ColorJitter hue shift, uniform in [-x, x] turns."""
     random_resized_crop: float = 0.5
     """RandomResizedCrop keeps an area fraction in [1 - this, 1]."""
     infer_batch_size: int = 16
