@@ -521,6 +521,56 @@ def fit_cmd(
         console.print(f"best val R@1 {summary['best_recall1']:.1f}; checkpoints in {summary['run_dir']}")
 
 
+@vgtrain_app.command("eval")
+def eval_cmd(
+    *,
+    weights: Annotated[str, typer.Option(help="Run folder (best, else last), our .pt, or a CosPlace state dict.")],
+    eval_set: Annotated[str, typer.Option(help="Eval manifest (vgdata eval-set).")],
+    out: Annotated[str, typer.Option(help="Folder for predictions.parquet, recalls.json, report.html.")],
+    backbone: Annotated[str | None, typer.Option(help="Backbone of a plain state dict without meta.json.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Resize images to this square size (default native).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per descriptor batch.")] = 16,
+    num_workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    index: Annotated[str, typer.Option(help="flat, ivfpq or both.")] = "flat",
+    nlist: Annotated[int, typer.Option(help="IVF lists (0: automatic).")] = 0,
+    pq_m: Annotated[int, typer.Option(help="PQ sub-quantisers.")] = 64,
+    nprobe: Annotated[int, typer.Option(help="IVF lists searched per query.")] = 32,
+    num_preds_to_save: Annotated[int, typer.Option(help="Queries shown in the report, wrong first.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recall@1/5/10/20 of a model on an eval manifest; writes predictions, recalls.json and report.html."""
+    from vgtrain.eval import EvalConfig, run_eval
+
+    config = EvalConfig(
+        weights=weights, eval_set=eval_set, out=out, backbone=backbone, image_size=image_size,
+        batch_size=batch_size, num_workers=num_workers, device=device, index=index, nlist=nlist, pq_m=pq_m,
+        nprobe=nprobe, num_preds_to_save=num_preds_to_save,
+    )  # fmt: skip
+    try:
+        report = run_eval(config)
+    except (ValueError, FileNotFoundError) as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(1) from None
+    if json_out:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    if report.get("warning"):
+        err_console.print(f"[yellow]warning:[/] {report['warning']}")
+    t = Table("index", *(f"R@{n}" for n in next(iter(report["recalls"].values()))), title="recall (%)")
+    for kind, r in report["recalls"].items():
+        t.add_row(kind, *(f"{v:.1f}" for v in r.values()))
+    console.print(t)
+    p = report["protocol"]
+    console.print(
+        f"{p['n_queries']} queries ({p['queries']}) against {p['n_database']} database images ({p['database']}), "
+        f"threshold {p['threshold_m']} m, image size {p['image_size']}, {p['model']['backbone']} "
+        f"{p['model']['fc_output_dim']}-D, checkpoint {p['checkpoint_sha256']}"
+    )
+    if report.get("report"):
+        console.print(f"report: {report['report']}")
+
+
 @vgtrain_app.command("env")
 def env_cmd(*, json_out: JsonOpt = False) -> None:
     """Report what training can use here: torch, CUDA devices, torchvision, faiss."""

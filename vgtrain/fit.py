@@ -180,6 +180,9 @@ def fit(config: FitConfig) -> dict[str, Any]:
     )
 
     start_epoch, best_r1, history = 0, -1.0, []
+    if info.main and not config.resume:  # the same network before training: the baseline `vgtrain eval` can use
+        init_meta = {"config": config.to_dict(), "model_args": model_args(model), "epoch": -1}
+        checkpoint.save(run_dir, "init", model_state=model.state_dict(), train_state=None, meta=init_meta)
     if config.resume:
         weights, state, meta = checkpoint.load(Path(config.resume), "last")
         model.load_state_dict(weights)

@@ -1,0 +1,104 @@
+"""vgtrain eval: recall on known answers, predictions consistent with recalls, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cli import vgtrain_app
+from vgdata.evalset import eval_set
+from vgdata.groups import GroupsConfig, split_groups
+from vgtrain.eval import EvalConfig, run_eval
+from vgtrain.evaluate import knn, recalls
+from vgtrain.fit import FitConfig, fit
+
+
+def test_recalls_on_hand_made_descriptors():
+    # database on a line; query 0 is nearest db 0 (a positive); query 1's positive is its 2nd neighbour;
+    # query 2 has no positive at all (it stays in the denominator).
+    db = np.array([[1, 0], [0.9, 0.1], [0, 1], [-1, 0], [0, -1]], dtype=np.float32)
+    q = np.array([[1, 0.01], [0.92, 0.09], [0, 0.99]], dtype=np.float32)
+    positives = [np.array([0]), np.array([0]), np.array([], dtype=np.int64)]
+    _, idx = knn(db, q, 5, backend="torch")
+    assert idx[:, 0].tolist() == [0, 1, 2] and idx[1, 1] == 0
+    r = recalls(idx, positives, (1, 2, 5))
+    assert r == pytest.approx({1: 100 / 3, 2: 200 / 3, 5: 200 / 3})
+    _, idx_faiss = knn(db, q, 5, backend="faiss")
+    assert np.array_equal(idx_faiss, idx)
+
+
+@pytest.fixture(scope="module")
+def run(tiny_catalog, tmp_path_factory) -> tuple[Path, str]:
+    g = split_groups(GroupsConfig(tiny_catalog, min_images_per_class=1, groups_num=2))
+    v = eval_set(tiny_catalog, name="v2", database="database", queries="queries_v2")
+    out = tmp_path_factory.mktemp("evalrun") / "run"
+    fit(
+        FitConfig(groups=g.manifest, val=v.manifest, out=str(out), image_size=64, batch_size=8, epochs_num=1,
+                  iterations_per_epoch=3, groups_num=1, num_workers=0, device="cpu", fc_output_dim=32,
+                  val_image_size=64, infer_batch_size=8)
+    )  # fmt: skip
+    return out, v.manifest
+
+
+def test_predictions_consistent_with_recalls(run, tmp_path):
+    out, manifest = run
+    report = run_eval(
+        EvalConfig(weights=str(out), eval_set=manifest, out=str(tmp_path / "e"), image_size=64, num_workers=0)
+    )
+    preds = pq.read_table(tmp_path / "e" / "predictions.parquet").to_pandas()
+    saved = json.loads((tmp_path / "e" / "recalls.json").read_text())
+    n_q = saved["protocol"]["n_queries"]
+    assert n_q == 4 and len(preds) == n_q * min(20, saved["protocol"]["n_database"])
+    for n, value in saved["recalls"]["flat"].items():
+        found = preds[preds["rank"] < int(n)].groupby("query_idx")["is_positive"].any()
+        assert value == pytest.approx(100 * found.sum() / n_q)
+    assert report["protocol"]["model"]["fc_output_dim"] == 32 and saved["protocol"]["threshold_m"] == 25.0
+    assert (tmp_path / "e" / "report.html").is_file()
+
+
+def test_cosplace_state_dict_and_init_weights(run, tmp_path):
+    out, manifest = run
+    sd = torch.load(out / "last.pt", weights_only=True)
+    plain = tmp_path / "cosplace.pth"
+    torch.save(sd, plain)
+    r = run_eval(EvalConfig(weights=str(plain), eval_set=manifest, out=str(tmp_path / "p"), backbone="ResNet18",
+                            image_size=64, num_workers=0))  # fmt: skip
+    ours = run_eval(
+        EvalConfig(
+            weights=str(out / "last.pt"), eval_set=manifest, out=str(tmp_path / "o"), image_size=64, num_workers=0
+        )
+    )
+    assert r["recalls"] == ours["recalls"] and r["protocol"]["model"]["fc_output_dim"] == 32
+    init = run_eval(
+        EvalConfig(
+            weights=str(out / "init.pt"), eval_set=manifest, out=str(tmp_path / "i"), image_size=64, num_workers=0
+        )
+    )
+    assert init["protocol"]["checkpoint_sha256"] != ours["protocol"]["checkpoint_sha256"]
+
+
+def test_bad_inputs_are_one_line(run, tmp_path):
+    out, manifest = run
+    runner = CliRunner()
+    args = ["eval", "--eval-set", manifest, "--out", str(tmp_path / "x"), "--num-workers", "0"]
+    wrong = tmp_path / "wrong.pth"
+    sd = torch.load(out / "last.pt", weights_only=True)
+    sd["aggregation.9.weight"] = sd.pop("aggregation.3.weight")
+    torch.save(sd, wrong)
+    res = runner.invoke(vgtrain_app, [*args, "--weights", str(wrong), "--backbone", "ResNet18"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    res = runner.invoke(vgtrain_app, [*args, "--weights", str(out / "last.pt"), "--index", "hnsw"])
+    assert res.exit_code == 1 and "--index must be flat, ivfpq or both" in res.output
+    bad = dict(torch.load(out / "last.pt", weights_only=True))
+    bad.pop("aggregation.1.p")
+    torch.save(bad, wrong)
+    res = runner.invoke(vgtrain_app, [*args, "--weights", str(wrong), "--backbone", "ResNet18"])
+    assert res.exit_code == 1 and "missing" in res.output and "aggregation.1.p" in res.output
+    res = runner.invoke(vgtrain_app, [*args, "--weights", str(tmp_path / "nope.pt")])
+    assert res.exit_code == 1 and "weights not found" in res.output

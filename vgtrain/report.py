@@ -1,0 +1,491 @@
+"""The evaluation report: one self-contained ``report.html`` (``vgtrain eval`` writes it).
+
+:func:`write_report` puts in one file, with every image embedded as a base64 data URI (no
+external file, stylesheet, script or URL):
+
+1. the recall table, one row per index kind (``flat``, ``ivfpq``, ...) and, when both flat
+   and IVF-PQ were searched, the recall IVF-PQ loses (flat - ivfpq) per N; then the protocol
+   (sets, counts, threshold, model, checkpoint, index parameters, timings) as a table;
+2. a map (matplotlib, Agg canvas, PNG): database positions as small grey points, queries green
+   when their first prediction is a positive (correct at R@1) and red otherwise, in metres
+   from the south-west corner of the UTM coordinates of the eval manifest;
+3. up to ``num_preds_to_save`` queries, wrong ones first (then by query idx): the query
+   thumbnail and its top-``top_k`` flat-index predictions framed green (positive) or red (not),
+   captioned with the rank (1 = nearest) and the distance.
+
+Thumbnails are resized with Pillow so the shorter side is ``thumb_size`` pixels, as JPEG
+quality 80; an image that is missing or cannot be decoded becomes a grey placeholder that names
+the file. Only pyarrow, numpy, Pillow and matplotlib are used (no vgdata).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from PIL import Image, ImageDraw, ImageOps
+
+PREDICTION_COLUMNS = (
+    "query_idx",
+    "query_image_id",
+    "rank",
+    "database_idx",
+    "database_image_id",
+    "distance",
+    "is_positive",
+)
+"""Columns of the predictions table (one row per query and rank, rank 0-based)."""
+MAP_MAX_DATABASE_POINTS = 200_000
+"""Database points drawn on the map at most (evenly subsampled beyond; the legend counts all)."""
+JPEG_QUALITY = 80
+GREEN, RED, GREY = "#1f9d3a", "#d62f2f", "#9a9a9a"
+
+_CSS = f"""
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; }}
+h1 {{ font-size: 1.5em; margin-bottom: 0.2em; }}
+h2 {{ font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }}
+table {{ border-collapse: collapse; }}
+table.recalls th, table.recalls td, table.protocol th, table.protocol td {{
+  border: 1px solid #ccc; padding: 3px 10px; }}
+table.recalls td {{ text-align: right; font-variant-numeric: tabular-nums; }}
+table.recalls tr.loss td, table.recalls tr.loss th {{ color: #a33; font-style: italic; }}
+table.protocol th {{ text-align: left; font-weight: normal; color: #555; background: #f6f6f6; }}
+table.protocol td {{ font-family: ui-monospace, monospace; font-size: 0.9em; word-break: break-all; }}
+table.preds td {{ vertical-align: top; padding: 4px; }}
+table.preds tr.qrow {{ border-top: 1px solid #ddd; }}
+figure {{ margin: 0; display: inline-block; padding: 2px; border: 4px solid transparent; }}
+figure img {{ display: block; }}
+figure.query {{ border-color: #3461c1; }}
+figure.pos {{ border-color: {GREEN}; }}
+figure.neg {{ border-color: {RED}; }}
+figcaption {{ font-size: 0.8em; max-width: 260px; }}
+.wrong {{ color: {RED}; font-weight: bold; }}
+.correct {{ color: {GREEN}; font-weight: bold; }}
+.note {{ color: #666; font-size: 0.9em; }}
+"""
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    *,
+    recalls: Mapping[str, Mapping[Any, float]],
+    protocol: Mapping[str, Any],
+    predictions: pa.Table,
+    manifest,
+    num_preds_to_save: int = 20,
+    top_k: int = 5,
+    thumb_size: int = 128,
+) -> Path:
+    """Write ``out_dir/report.html`` and return its path.
+
+    ``recalls``: ``{"flat": {1: 43.2, 5: ...}}`` and optionally ``"ivfpq"`` (percent; N may be
+    int or str). ``protocol``: a dict rendered as a table (nested dicts become dotted keys).
+    ``predictions``: the flat index's top-k per query (:data:`PREDICTION_COLUMNS`).
+    ``manifest``: a :class:`vgtrain.data.EvalManifest` (image paths; ``manifest.path`` for UTM).
+    Raises ValueError for a predictions table without the needed columns, indices outside the
+    manifest or a negative ``num_preds_to_save``/``top_k``/``thumb_size`` < 1; missing or
+    unreadable image files only give placeholders.
+    """
+    if num_preds_to_save < 0 or top_k < 0 or thumb_size < 1:
+        raise ValueError(
+            f"need num_preds_to_save >= 0, top_k >= 0 and thumb_size >= 1, got "
+            f"{num_preds_to_save}, {top_k}, {thumb_size}"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n_queries = len(manifest.queries)
+    preds = _prediction_arrays(predictions, n_queries, len(manifest.database))
+    correct = _correct_at_1(preds, n_queries)
+
+    params = getattr(manifest, "params", None) or {}
+    title = "vgtrain eval"
+    if params.get("queries") or params.get("database"):
+        title += f": {params.get('queries', '?')} against {params.get('database', '?')}"
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{_esc(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{_esc(title)}</h1>",
+        _summary_html(correct, manifest),
+        "<h2>Recall@N (%)</h2>",
+        _recalls_html(recalls),
+        "<h2>Protocol</h2>",
+        _protocol_html(protocol),
+        "<h2>Map</h2>",
+        _map_html(manifest, correct),
+        "<h2>Predictions</h2>",
+        _grid_html(preds, correct, manifest, num_preds_to_save, top_k, thumb_size),
+        "</body>",
+        "</html>",
+    ]
+    path = out / "report.html"
+    tmp = out / "report.html.tmp"
+    tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _prediction_arrays(table: pa.Table, n_queries: int, n_database: int) -> dict[str, np.ndarray]:
+    """The predictions as numpy arrays sorted by (query_idx, rank), after checking columns and ranges."""
+    missing = [c for c in PREDICTION_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"the predictions table lacks columns {', '.join(missing)}")
+    arrays: dict[str, np.ndarray] = {}
+    for name in PREDICTION_COLUMNS:
+        col = table[name]
+        if col.null_count:
+            raise ValueError(f"the predictions table has nulls in {name}")
+        arrays[name] = col.to_numpy()
+    q = arrays["query_idx"].astype(np.int64)
+    if q.size and (q.min() < 0 or q.max() >= n_queries):
+        raise ValueError(f"the predictions table has query_idx outside 0..{n_queries - 1}")
+    d = arrays["database_idx"].astype(np.int64)
+    if d.size and d.max() >= n_database:
+        raise ValueError(f"the predictions table has database_idx beyond {n_database - 1}")
+    order = np.lexsort((arrays["rank"], q))
+    return {k: v[order] for k, v in arrays.items()}
+
+
+def _correct_at_1(preds: dict[str, np.ndarray], n_queries: int) -> np.ndarray:
+    """bool per query: its rank-0 prediction is a positive (queries without one count as wrong)."""
+    correct = np.zeros(n_queries, dtype=bool)
+    first = preds["rank"] == 0
+    correct[preds["query_idx"][first].astype(np.int64)] = preds["is_positive"][first].astype(bool)
+    return correct
+
+
+def _summary_html(correct: np.ndarray, manifest) -> str:
+    n = len(correct)
+    n_ok = int(correct.sum())
+    no_pos = sum(1 for p in manifest.positives if len(p) == 0)
+    text = (
+        f"{len(manifest.database)} database images, {n} queries: {n_ok} correct at R@1, "
+        f"{n - n_ok} wrong ({no_pos} of them without any positive within the threshold)."
+    )
+    return f'<p class="note">{_esc(text)}</p>'
+
+
+def _recall_key(n: Any) -> int | None:
+    try:
+        return int(n)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt_pct(v: Any) -> str:
+    try:
+        return f"{float(v):.2f}"
+    except (TypeError, ValueError):
+        return _esc(v)
+
+
+def _recalls_html(recalls: Mapping[str, Mapping[Any, float]]) -> str:
+    if not recalls:
+        return '<p class="note">No recall values.</p>'
+    kinds = sorted(recalls, key=lambda k: ({"flat": 0, "ivfpq": 1}.get(k, 2), k))
+    table: dict[str, dict[int, float]] = {}
+    for kind in kinds:
+        table[kind] = {}
+        for n, v in (recalls[kind] or {}).items():
+            key = _recall_key(n)
+            if key is not None:
+                table[kind][key] = v
+    ns = sorted({n for row in table.values() for n in row})
+    head = "".join(f'<th scope="col">R@{n}</th>' for n in ns)
+    rows = [f'<table class="recalls"><thead><tr><th scope="col">index</th>{head}</tr></thead><tbody>']
+    for kind in kinds:
+        cells = "".join(f"<td>{_fmt_pct(table[kind][n])}</td>" if n in table[kind] else "<td>&ndash;</td>" for n in ns)
+        rows.append(f'<tr><th scope="row">{_esc(kind)}</th>{cells}</tr>')
+    if "flat" in table and "ivfpq" in table:
+        cells = []
+        for n in ns:
+            try:
+                cells.append(f"<td>{float(table['flat'][n]) - float(table['ivfpq'][n]):.2f}</td>")
+            except (KeyError, TypeError, ValueError):
+                cells.append("<td>&ndash;</td>")
+        rows.append(f'<tr class="loss"><th scope="row">recall lost (flat &minus; ivfpq)</th>{"".join(cells)}</tr>')
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            yield from _flatten(v, key + ".")
+        else:
+            yield key, v
+
+
+def _fmt_value(v: Any) -> str:
+    if v is None:
+        return "\u2013"
+    if isinstance(v, float):
+        return f"{v:.6g}" if math.isfinite(v) else str(v)
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt_value(x) for x in v)
+    if isinstance(v, Mapping):  # an empty dict
+        return "\u2013"
+    return str(v)
+
+
+def _protocol_html(protocol: Mapping[str, Any]) -> str:
+    if not protocol:
+        return '<p class="note">No protocol recorded.</p>'
+    rows = "".join(
+        f'<tr><th scope="row">{_esc(k)}</th><td>{_esc(_fmt_value(v))}</td></tr>' for k, v in _flatten(protocol)
+    )
+    return f'<table class="protocol"><tbody>{rows}</tbody></table>'
+
+
+# ---------------------------------------------------------------- map
+
+
+def _positions(manifest) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(database (N, 2), queries (Q, 2)) UTM metres in idx order (NaN where unknown), and a note."""
+    path = getattr(manifest, "path", None)
+    if not path or not os.path.isfile(path):
+        return None
+    names = pq.ParquetFile(path).schema_arrow.names
+    cols = ["role", "idx", "utm_east", "utm_north"]
+    if not all(c in names for c in cols):
+        return None
+    has_zone = "utm_zone" in names
+    t = pq.read_table(path, columns=cols + (["utm_zone"] if has_zone else []))
+    idx = t["idx"].to_numpy(zero_copy_only=False).astype(np.int64)
+    xy = np.stack(
+        [t[c].to_numpy(zero_copy_only=False).astype(np.float64) for c in ("utm_east", "utm_north")], axis=1
+    )  # nulls become NaN
+    note = ""
+    if has_zone:
+        zone = t["utm_zone"].to_numpy(zero_copy_only=False).astype(np.float64)  # null -> NaN
+        ok = np.isfinite(xy).all(axis=1)
+        zones, counts = np.unique(zone[ok], return_counts=True)
+        if len(zones) > 1:
+            keep = zones[np.argmax(counts)]
+            other = ok & (zone != keep)
+            if np.isnan(keep):
+                other = ok & ~np.isnan(zone)
+            xy[other] = np.nan
+            note = f"{int(other.sum())} images in other UTM zones are not shown."
+    out = []
+    for name, n in (("database", len(manifest.database)), ("query", len(manifest.queries))):
+        arr = np.full((n, 2), np.nan)
+        is_role = pc.fill_null(pc.equal(t["role"], name), False).to_numpy(zero_copy_only=False)
+        sel = is_role & (idx >= 0) & (idx < n)
+        arr[idx[sel]] = xy[sel]
+        out.append(arr)
+    return out[0], out[1], note
+
+
+def _map_png(db: np.ndarray, qs: np.ndarray, correct: np.ndarray) -> bytes | None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    db = db[np.isfinite(db).all(axis=1)]
+    q_ok = np.isfinite(qs).all(axis=1)
+    if not len(db) and not q_ok.any():
+        return None
+    both = np.concatenate([db, qs[q_ok]])
+    origin = both.min(axis=0)
+    fig = Figure(figsize=(7.5, 7.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if len(db):
+        step = max(1, -(-len(db) // MAP_MAX_DATABASE_POINTS))
+        shown = db[::step] - origin
+        ax.scatter(shown[:, 0], shown[:, 1], s=4, c=GREY, linewidths=0, label=f"database ({len(db)})", zorder=1)
+    for mask, colour, label in ((correct, GREEN, "correct at R@1"), (~correct, RED, "wrong at R@1")):
+        pts = qs[mask & q_ok] - origin
+        ax.scatter(
+            pts[:, 0],
+            pts[:, 1],
+            s=22,
+            c=colour,
+            edgecolors="black",
+            linewidths=0.4,
+            label=f"queries {label} ({len(pts)})",
+            zorder=2,
+        )
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(f"UTM east - {origin[0]:.0f} (m)")
+    ax.set_ylabel(f"UTM north - {origin[1]:.0f} (m)")
+    ax.grid(True, linewidth=0.3, alpha=0.5)
+    ax.legend(loc="best", fontsize=9, framealpha=0.9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _map_html(manifest, correct: np.ndarray) -> str:
+    pos = _positions(manifest)
+    if pos is None:
+        return '<p class="note">No map: the eval manifest has no utm_east/utm_north columns.</p>'
+    db, qs, note = pos
+    png = _map_png(db, qs, correct)
+    if png is None:
+        return '<p class="note">No map: no image has UTM coordinates.</p>'
+    no_xy = int((~np.isfinite(qs).all(axis=1)).sum())
+    if no_xy:
+        note = f"{note} {no_xy} queries without coordinates are not shown.".strip()
+    img = f'<img class="map" src="{_data_uri(png, "image/png")}" alt="map of the database and queries">'
+    return img + (f'<p class="note">{_esc(note)}</p>' if note else "")
+
+
+# ---------------------------------------------------------------- thumbnails
+
+
+def _placeholder(name: str, size: int, reason: str) -> bytes:
+    """A grey square PNG naming the file (wrapped to the width) and why it is shown."""
+    im = Image.new("RGB", (size, size), (190, 190, 190))
+    draw = ImageDraw.Draw(im)
+    per_line = max(4, size // 7)
+    lines = [reason] + [name[i : i + per_line] for i in range(0, len(name), per_line)]
+    y = 4
+    for line in lines[: max(1, (size - 4) // 12)]:
+        draw.text((4, y), line, fill=(60, 60, 60))
+        y += 12
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _thumbnail(path: str, size: int) -> tuple[str, bool]:
+    """(data URI, found): the image with its shorter side resized to ``size``, JPEG q80; else a placeholder."""
+    name = os.path.basename(path) or path
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it is large
+            im = ImageOps.exif_transpose(im)
+            im = im.convert("RGB")
+            w, h = im.size
+            scale = size / min(w, h)
+            im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=JPEG_QUALITY)
+        return _data_uri(buf.getvalue(), "image/jpeg"), True
+    except FileNotFoundError:
+        return _data_uri(_placeholder(name, size, "missing"), "image/png"), False
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return _data_uri(_placeholder(name, size, "unreadable"), "image/png"), False
+
+
+def _thumbnails(paths: Sequence[str], size: int) -> dict[str, tuple[str, bool]]:
+    unique = list(dict.fromkeys(paths))
+    if not unique:
+        return {}
+    workers = max(1, min(8, os.cpu_count() or 1, len(unique)))
+    with ThreadPoolExecutor(workers) as pool:  # Pillow releases the GIL while decoding
+        return dict(zip(unique, pool.map(lambda p: _thumbnail(p, size), unique), strict=True))
+
+
+# ---------------------------------------------------------------- grid
+
+
+def _figure(uri: str, found: bool, path: str, cls: str, caption: str) -> str:
+    name = os.path.basename(path) or path
+    alt = name if found else f"not available: {name}"
+    return (
+        f'<figure class="{cls}"><img src="{uri}" alt="{_esc(alt)}" title="{_esc(name)}">'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
+def _grid_html(
+    preds: dict[str, np.ndarray],
+    correct: np.ndarray,
+    manifest,
+    num: int,
+    top_k: int,
+    thumb_size: int,
+) -> str:
+    n_queries = len(correct)
+    shown = np.lexsort((np.arange(n_queries), correct))[: min(num, n_queries)]  # wrong (False) first
+    if not len(shown):
+        return '<p class="note">No queries shown (num_preds_to_save is 0).</p>'
+    q_all = preds["query_idx"].astype(np.int64)
+    starts = np.searchsorted(q_all, shown, side="left")
+    ends = np.searchsorted(q_all, shown, side="right")
+    rows_of = {}
+    paths: list[str] = []
+    for qi, a, b in zip(shown.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        sel = np.arange(a, b)
+        sel = sel[preds["rank"][sel] < top_k][:top_k]
+        rows_of[qi] = sel
+        paths.append(manifest.queries[qi])
+        paths.extend(manifest.database[int(preds["database_idx"][j])] for j in sel if preds["database_idx"][j] >= 0)
+    thumbs = _thumbnails(paths, thumb_size)
+
+    n_wrong = int((~correct[shown]).sum())
+    out = [
+        f'<p class="note">{len(shown)} of {n_queries} queries, the {n_wrong} wrong at R@1 first; '
+        f"top-{top_k} predictions of the flat index, framed "
+        f'<span class="correct">green</span> when positive and <span class="wrong">red</span> when not '
+        "(rank 1 = nearest; d = distance).</p>",
+        '<table class="preds"><thead><tr><th scope="col">query</th>',
+        *(f'<th scope="col">#{r + 1}</th>' for r in range(top_k)),
+        "</tr></thead><tbody>",
+    ]
+    for qi in shown.tolist():
+        sel = rows_of[qi]
+        ok = bool(correct[qi])
+        n_pos = len(manifest.positives[qi])
+        ranks = preds["rank"][sel]
+        hits = ranks[preds["is_positive"][sel].astype(bool)]
+        if ok:
+            where = ""
+        elif n_pos == 0:
+            where = "; no positive exists"
+        elif len(hits):
+            where = f"; first positive at #{int(hits.min()) + 1}"
+        else:
+            where = f"; no positive in the top {top_k}"
+        image_id = f" (id {int(preds['query_image_id'][sel[0]])})" if len(sel) else ""
+        status = '<span class="correct">correct</span>' if ok else '<span class="wrong">wrong</span>'
+        caption = (
+            f'<span class="qid">query {qi}</span>{_esc(image_id)}<br>{status} at R@1{_esc(where)}<br>{n_pos} positives'
+        )
+        qpath = manifest.queries[qi]
+        cells = [f"<td>{_figure(*thumbs[qpath], qpath, 'query', caption)}</td>"]
+        for j in sel.tolist():
+            d = int(preds["database_idx"][j])
+            positive = bool(preds["is_positive"][j])
+            cap = _esc(f"#{int(preds['rank'][j]) + 1} d={float(preds['distance'][j]):.4g} db {d}")
+            if d < 0:
+                cells.append(f'<td><span class="note">{cap}<br>no prediction</span></td>')
+                continue
+            dpath = manifest.database[d]
+            cells.append(f"<td>{_figure(*thumbs[dpath], dpath, 'pos' if positive else 'neg', cap)}</td>")
+        cells.extend("<td></td>" for _ in range(top_k - len(sel)))
+        out.append(f'<tr class="qrow" data-query-idx="{qi}">{"".join(cells)}</tr>')
+    out.append("</tbody></table>")
+    return "".join(out)
