@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ from typer.testing import CliRunner
 from cli import vgtrain_app
 from vgdata.evalset import eval_set
 from vgdata.groups import GroupsConfig, split_groups
+from vgtrain import knn
 from vgtrain.eval import EvalConfig, run_eval
-from vgtrain.evaluate import knn, recalls
+from vgtrain.evaluate import recalls
 from vgtrain.fit import FitConfig, fit
 
 
@@ -25,12 +27,15 @@ def test_recalls_on_hand_made_descriptors():
     db = np.array([[1, 0], [0.9, 0.1], [0, 1], [-1, 0], [0, -1]], dtype=np.float32)
     q = np.array([[1, 0.01], [0.92, 0.09], [0, 0.99]], dtype=np.float32)
     positives = [np.array([0]), np.array([0]), np.array([], dtype=np.int64)]
-    _, idx = knn(db, q, 5, backend="torch")
+    _, idx = knn.search(db, q, 5)
     assert idx[:, 0].tolist() == [0, 1, 2] and idx[1, 1] == 0
     r = recalls(idx, positives, (1, 2, 5))
     assert r == pytest.approx({1: 100 / 3, 2: 200 / 3, 5: 200 / 3})
-    _, idx_faiss = knn(db, q, 5, backend="faiss")
-    assert np.array_equal(idx_faiss, idx)
+    with pytest.MonkeyPatch.context() as mp:  # the torch fallback gives the same neighbours
+        mp.setitem(sys.modules, "faiss", None)
+        assert knn._faiss() is None
+        _, idx_torch = knn.search(db, q, 5)
+    assert np.array_equal(idx_torch, idx)
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +107,30 @@ def test_bad_inputs_are_one_line(run, tmp_path):
     assert res.exit_code == 1 and "missing" in res.output and "aggregation.1.p" in res.output
     res = runner.invoke(vgtrain_app, [*args, "--weights", str(tmp_path / "nope.pt")])
     assert res.exit_code == 1 and "weights not found" in res.output
+
+
+def test_index_both_reports_the_recall_ivfpq_loses(run, tmp_path):
+    out, manifest = run
+    runner = CliRunner()
+    res = runner.invoke(
+        vgtrain_app,
+        ["eval", "--weights", str(out), "--eval-set", manifest, "--out", str(tmp_path / "b"), "--num-workers", "0",
+         "--image-size", "64", "--index", "both", "--pq-m", "8", "--pq-nbits", "4", "--nlist", "2", "--nprobe", "2"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "flat" in res.output and "ivfpq" in res.output
+    saved = json.loads((tmp_path / "b" / "recalls.json").read_text())
+    assert set(saved["recalls"]) == {"flat", "ivfpq"}
+    n_db = saved["protocol"]["n_database"]
+    assert saved["protocol"]["ivfpq"] == {"nlist": 2, "m": 8, "nbits": 4, "nprobe": 2, "train_size": n_db}
+    for n, lost in saved["ivfpq_recall_lost"].items():
+        assert lost == pytest.approx(saved["recalls"]["flat"][n] - saved["recalls"]["ivfpq"][n])
+    html = (tmp_path / "b" / "report.html").read_text()
+    assert "recall lost (flat &minus; ivfpq)" in html and "flat (exact) index" in html
+    # IVF-PQ that cannot be trained is a one-line error
+    res = runner.invoke(
+        vgtrain_app,
+        ["eval", "--weights", str(out), "--eval-set", manifest, "--out", str(tmp_path / "c"), "--num-workers", "0",
+         "--image-size", "64", "--index", "ivfpq", "--pq-m", "7"],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "PQ m=7 must divide D=32" in res.output and "Traceback" not in res.output

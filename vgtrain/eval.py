@@ -54,7 +54,9 @@ class EvalConfig:
     nlist: int = 0
     """IVF lists (0: automatic)."""
     pq_m: int = 64
-    """PQ sub-quantisers (must divide the descriptor size)."""
+    """PQ sub-quantisers: bytes per stored vector at 8 bits (must divide the descriptor size)."""
+    pq_nbits: int = 8
+    """Bits per PQ code; IVF-PQ needs at least 2**pq_nbits database images to train."""
     nprobe: int = 32
     """IVF lists searched per query."""
     num_preds_to_save: int = 20
@@ -163,7 +165,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         "checkpoint_sha256": digest,
         "catalog_fingerprint": manifest.catalog_fingerprint,
         "index": config.index,
-        "ivfpq": {"nlist": config.nlist, "m": config.pq_m, "nprobe": config.nprobe} if config.index != "flat" else None,
+        "ivfpq": _ivfpq_protocol(config, len(manifest.database)) if config.index != "flat" else None,
         "device": str(device),
         "timings": timings,
     }
@@ -190,21 +192,21 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
 
 
 def _search(db: np.ndarray, q: np.ndarray, k: int, kind: str, config: EvalConfig):
-    try:
-        from vgtrain.knn import IndexSpec, search
-    except ImportError:
-        search = None
-    if kind == "flat" and search is None:
-        from vgtrain.evaluate import knn
+    from vgtrain.knn import IndexSpec, search
 
-        return knn(db, q, k)
-    if search is None:
-        raise EvalError("IVF-PQ needs vgtrain.knn and faiss")
-    spec = IndexSpec(kind=kind, nlist=config.nlist, m=config.pq_m, nprobe=config.nprobe)
+    spec = IndexSpec(kind=kind, nlist=config.nlist, m=config.pq_m, nbits=config.pq_nbits, nprobe=config.nprobe)
     try:
         return search(db, q, k, spec)
     except ValueError as e:
         raise EvalError(str(e)) from None
+
+
+def _ivfpq_protocol(config: EvalConfig, n: int) -> dict[str, int]:
+    from vgtrain.knn import IndexSpec
+
+    spec = IndexSpec(kind="ivfpq", nlist=config.nlist, m=config.pq_m, nbits=config.pq_nbits, nprobe=config.nprobe)
+    nlist, train = spec.resolved(n)
+    return {"nlist": nlist, "m": spec.m, "nbits": spec.nbits, "nprobe": min(spec.nprobe, nlist), "train_size": train}
 
 
 def _predictions_table(dist: np.ndarray, idx: np.ndarray, manifest):

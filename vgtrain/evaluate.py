@@ -3,8 +3,8 @@
 Recall@N: a query counts as found at N if any of its top-N predictions is a positive
 (a database image within the threshold, as listed in the eval manifest); queries without
 any positive stay in the denominator. Reported in percent, for N in RECALL_VALUES.
-kNN is exact L2 on L2-normalised descriptors: faiss (a GPU index when faiss sees a GPU)
-when it is importable, otherwise torch matmul + topk.
+kNN is exact L2 on L2-normalised descriptors (:func:`vgtrain.knn.search`, flat): faiss (a GPU
+index when faiss sees a GPU) when it is importable, otherwise torch matmul + topk.
 """
 
 from __future__ import annotations
@@ -41,32 +41,6 @@ def compute_descriptors(
     return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
 
-def knn(database: np.ndarray, queries: np.ndarray, k: int, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """(squared L2 distances, indices), each (Q, k): the k nearest database rows of every query.
-
-    backend: "auto" (faiss if importable, else torch), "faiss" or "torch".
-    """
-    k = min(k, len(database))
-    if backend in ("auto", "faiss"):
-        try:
-            import faiss
-        except ImportError:
-            if backend == "faiss":
-                raise
-        else:
-            index = faiss.IndexFlatL2(database.shape[1])
-            if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
-                index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-            index.add(np.ascontiguousarray(database, dtype=np.float32))
-            dist, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-            return dist, idx
-    db = torch.from_numpy(np.ascontiguousarray(database, dtype=np.float32))
-    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-    d2 = (q * q).sum(1, keepdim=True) - 2 * q @ db.T + (db * db).sum(1)[None, :]
-    dist, idx = torch.topk(d2, k, dim=1, largest=False)
-    return dist.numpy(), idx.numpy()
-
-
 def recalls(predictions: np.ndarray, positives: list[np.ndarray], values=RECALL_VALUES) -> dict[int, float]:
     """Recall@N in percent (CosPlace's definition) from (Q, k) predicted database indices."""
     counts = np.zeros(len(values))
@@ -84,5 +58,7 @@ def evaluate(model, manifest, *, image_size, batch_size, num_workers, device, va
     common = {"image_size": image_size, "batch_size": batch_size, "num_workers": num_workers, "device": device}
     db = compute_descriptors(model, manifest.database, sizes=manifest.database_sizes, **common)
     q = compute_descriptors(model, manifest.queries, sizes=manifest.query_sizes, **common)
-    _, idx = knn(db, q, max(values))
+    from vgtrain.knn import search
+
+    _, idx = search(db, q, max(values))
     return recalls(idx, manifest.positives, values)

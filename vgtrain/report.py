@@ -91,7 +91,7 @@ def write_report(
 
     ``recalls``: ``{"flat": {1: 43.2, 5: ...}}`` and optionally ``"ivfpq"`` (percent; N may be
     int or str). ``protocol``: a dict rendered as a table (nested dicts become dotted keys).
-    ``predictions``: the flat index's top-k per query (:data:`PREDICTION_COLUMNS`).
+    ``predictions``: the top-k per query (of the flat index when both were searched) (:data:`PREDICTION_COLUMNS`).
     ``manifest``: a :class:`vgtrain.data.EvalManifest` (image paths; ``manifest.path`` for UTM).
     Raises ValueError for a predictions table without the needed columns, indices outside the
     manifest or a negative ``num_preds_to_save``/``top_k``/``thumb_size`` < 1; missing or
@@ -131,7 +131,7 @@ def write_report(
         "<h2>Map</h2>",
         _map_html(manifest, correct),
         "<h2>Predictions</h2>",
-        _grid_html(preds, correct, manifest, num_preds_to_save, top_k, thumb_size),
+        _grid_html(preds, correct, manifest, num_preds_to_save, top_k, thumb_size, protocol.get("index")),
         "</body>",
         "</html>",
     ]
@@ -427,6 +427,7 @@ def _grid_html(
     num: int,
     top_k: int,
     thumb_size: int,
+    index: str | None = None,
 ) -> str:
     n_queries = len(correct)
     shown = np.lexsort((np.arange(n_queries), correct))[: min(num, n_queries)]  # wrong (False) first
@@ -448,7 +449,7 @@ def _grid_html(
     n_wrong = int((~correct[shown]).sum())
     out = [
         f'<p class="note">{len(shown)} of {n_queries} queries, the {n_wrong} wrong at R@1 first; '
-        f"top-{top_k} predictions of the flat index, framed "
+        f"top-{top_k} predictions of the {'IVF-PQ' if index == 'ivfpq' else 'flat (exact)'} index, framed "
         f'<span class="correct">green</span> when positive and <span class="wrong">red</span> when not '
         "(rank 1 = nearest; d = distance).</p>",
         '<table class="preds"><thead><tr><th scope="col">query</th>',

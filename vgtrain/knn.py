@@ -1,0 +1,222 @@
+"""k-nearest-neighbour search over image descriptors: exact (flat) or approximate (IVF-PQ).
+
+Conventions: descriptors are float32 rows, L2-normalised by the model, compared by squared
+L2 distance (for unit vectors ``||q - x||^2 = 2 - 2 cos(q, x)``, so the ranking is the
+cosine ranking). Distances come back as float32 squared L2, smallest first; indices as int64
+rows of ``database``.
+
+* ``flat`` is exact: every query is compared with every database row. With faiss on a
+  machine where faiss sees a GPU it is a GPU ``IndexFlatL2``; on CPU it is faiss's
+  brute-force kernel (``knn_L2sqr``, the one ``IndexFlatL2.search`` runs) on the caller's
+  array, which avoids the copy of the database an index would hold (5.7 GB for SF-XL test).
+  Without faiss it is torch matmul + topk in memory-bounded query batches.
+* ``ivfpq`` is approximate (faiss ``IndexIVFPQ``): an inverted file of ``nlist`` coarse
+  k-means cells, each vector stored as ``m`` bytes (``nbits`` = 8) of product-quantised
+  residual; a query scans ``nprobe`` cells. It needs faiss.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+NO_FAISS_IVFPQ = "IVF-PQ needs faiss: pip install faiss-cpu (or faiss-gpu)"
+_TORCH_BLOCK_BYTES = 256 << 20  # distance block of the torch fallback (queries x database float32)
+_TORCH_DB_CHUNK = 262_144  # database rows per norm computation in the torch fallback
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """How ``search`` indexes the database.
+
+    kind: "flat" (exact) or "ivfpq" (approximate, faiss only).
+    nlist: IVF cells; 0 = auto, about 4 * sqrt(N) clamped to [16, 65536] (and to the training size).
+    m: PQ sub-quantisers, bytes per stored vector when nbits = 8; must divide D.
+    nbits: bits per sub-quantiser code (2**nbits centroids each).
+    nprobe: IVF cells scanned per query (more: slower, closer to exact).
+    train_size: database rows (a seeded random subset) the IVF-PQ is trained on;
+        0 = auto, min(N, max(50 * nlist, 100_000)).
+    """
+
+    kind: str = "flat"
+    nlist: int = 0
+    m: int = 64
+    nbits: int = 8
+    nprobe: int = 32
+    train_size: int = 0
+
+    def resolved(self, n: int) -> tuple[int, int]:
+        """(nlist, train_size) for a database of ``n`` rows, the auto values filled in."""
+        nlist = self.nlist or min(max(round(4 * math.sqrt(n)), 16), 65536)
+        train = self.train_size or min(n, max(50 * nlist, 100_000))
+        if not self.nlist:
+            nlist = min(nlist, train)
+        return nlist, min(train, n)
+
+
+def _faiss():
+    """faiss, or None when it is not importable.
+
+    faiss-cpu's wheel runs OpenMP-threaded OpenBLAS next to its own OpenMP loops; with the
+    default (spinning) wait policy, idle threads that spin steal the cores BLAS needs, which on
+    a small or busy machine makes searches and k-means several times slower (faiss's
+    troubleshooting advice: OMP_WAIT_POLICY=PASSIVE). The policy is read once, when faiss's
+    OpenMP runtime loads, so it is set (unless the user set one) only around the first import
+    and then removed again, leaving other libraries' runtimes alone.
+    """
+    if "faiss" in sys.modules:
+        return sys.modules["faiss"]
+    added = "OMP_WAIT_POLICY" not in os.environ
+    if added:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        import faiss
+    except ImportError:
+        return None
+    finally:
+        if added:
+            os.environ.pop("OMP_WAIT_POLICY", None)
+    return faiss
+
+
+def _num_gpus(faiss) -> int:
+    return getattr(faiss, "get_num_gpus", lambda: 0)()
+
+
+def _as_rows(name: str, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, D), got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=np.float32)  # a copy only when not already float32 C-contiguous
+
+
+def search(
+    database: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    spec: IndexSpec = IndexSpec(),
+    *,
+    seed: int = 0,
+    batch: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest database rows of every query: (distances, indices), each (Q, k).
+
+    distances: float32 squared L2 (exact for ``flat``; for ``ivfpq``, the distance to the
+    PQ-reconstructed vector), ascending. indices: int64 rows of ``database``; -1 where IVF-PQ
+    found fewer than k vectors in its probed cells. k is clamped to N.
+    ``batch`` > 0 searches ``batch`` queries per call instead of all at once (same results).
+    ``seed`` picks the IVF-PQ training subset and seeds its k-means.
+    Inputs are made float32 C-contiguous (a copy only when they are not already).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if batch < 0:
+        raise ValueError(f"batch must be >= 0, got {batch}")
+    if spec.kind not in ("flat", "ivfpq"):
+        raise ValueError(f"unknown index kind {spec.kind!r} (flat, ivfpq)")
+    database = _as_rows("database", database)
+    queries = _as_rows("queries", queries)
+    n, d = database.shape
+    if queries.shape[1] != d:
+        raise ValueError(f"queries have D={queries.shape[1]}, database D={d}")
+    if n == 0:
+        raise ValueError("empty database")
+    k = min(k, n)
+    if spec.kind == "ivfpq":
+        _check_ivfpq(spec, n, d)
+    faiss = _faiss()
+    if spec.kind == "ivfpq":
+        if faiss is None:
+            raise ValueError(NO_FAISS_IVFPQ)
+        index = train_ivfpq(database, spec, seed=seed)
+        index.add(database)
+        return _batched(index.search, queries, k, batch)
+    if faiss is None:
+        return _torch_flat(database, queries, k, batch)
+    if _num_gpus(faiss) > 0:
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, faiss.IndexFlatL2(d))
+        index.add(database)
+        return _batched(index.search, queries, k, batch)
+    return _batched(lambda q, kk: faiss.knn(q, database, kk), queries, k, batch)
+
+
+def _check_ivfpq(spec: IndexSpec, n: int, d: int) -> None:
+    if spec.m < 1 or d % spec.m:
+        raise ValueError(f"PQ m={spec.m} must divide D={d}")
+    if not 1 <= spec.nbits <= 16:
+        raise ValueError(f"nbits must be in [1, 16], got {spec.nbits}")
+    if spec.nprobe < 1 or spec.nlist < 0 or spec.train_size < 0:
+        raise ValueError(f"nprobe must be >= 1 and nlist, train_size >= 0: {spec}")
+    nlist, train = spec.resolved(n)
+    if train < max(nlist, 2**spec.nbits):
+        raise ValueError(
+            f"IVF-PQ needs at least max(nlist, 2**nbits) = {max(nlist, 2**spec.nbits)} training vectors, has {train}"
+        )
+
+
+def train_ivfpq(database: np.ndarray, spec: IndexSpec, *, seed: int = 0):
+    """A trained, still empty faiss ``IndexIVFPQ`` (CPU) for ``database``, its ``nprobe`` set.
+
+    ``search`` adds the database and queries it; callers that time the steps (bench/knn.py)
+    call ``index.add(database)`` and ``index.search(queries, k)`` themselves. Once filled it
+    holds only the codes and ids: N * (m + 8) bytes, plus a precomputed table of
+    nlist * m * 2**nbits float32 when that is under faiss's 2 GB limit.
+    """
+    faiss = _faiss()
+    if faiss is None:
+        raise ValueError(NO_FAISS_IVFPQ)
+    database = _as_rows("database", database)
+    n, d = database.shape
+    _check_ivfpq(spec, n, d)
+    nlist, train = spec.resolved(n)
+    index = faiss.IndexIVFPQ(faiss.IndexFlatL2(d), d, nlist, spec.m, spec.nbits)  # keeps its quantizer alive
+    index.cp.seed = seed  # coarse k-means
+    index.pq.cp.seed = seed  # PQ k-means
+    if train < n:
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=train, replace=False))
+        index.train(database[rows])
+    else:
+        index.train(database)
+    index.nprobe = min(spec.nprobe, nlist)
+    return index
+
+
+def _batched(fn, queries: np.ndarray, k: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    if batch <= 0 or batch >= len(queries):
+        dist, idx = fn(queries, k)
+        return np.asarray(dist, dtype=np.float32), np.asarray(idx, dtype=np.int64)
+    dist = np.empty((len(queries), k), dtype=np.float32)
+    idx = np.empty((len(queries), k), dtype=np.int64)
+    for s in range(0, len(queries), batch):
+        dist[s : s + batch], idx[s : s + batch] = fn(queries[s : s + batch], k)
+    return dist, idx
+
+
+def _torch_flat(database: np.ndarray, queries: np.ndarray, k: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN by torch matmul + topk; the (rows, N) distance block stays under ~256 MB."""
+    import torch
+
+    db = torch.from_numpy(database)  # no copy
+    db_norms = torch.empty(len(db), dtype=torch.float32)
+    for s in range(0, len(db), _TORCH_DB_CHUNK):
+        chunk = db[s : s + _TORCH_DB_CHUNK]
+        db_norms[s : s + len(chunk)] = torch.linalg.vector_norm(chunk, dim=1).square()
+    rows = max(1, _TORCH_BLOCK_BYTES // (4 * len(db)))
+    if batch > 0:
+        rows = min(rows, batch)
+    dist = np.empty((len(queries), k), dtype=np.float32)
+    idx = np.empty((len(queries), k), dtype=np.int64)
+    with torch.no_grad():
+        for s in range(0, len(queries), rows):
+            q = torch.from_numpy(queries[s : s + rows])
+            d2 = torch.addmm(db_norms[None, :], q, db.T, alpha=-2.0)
+            d2 += q.square().sum(1, keepdim=True)
+            d2.clamp_(min=0.0)
+            top_d, top_i = torch.topk(d2, k, dim=1, largest=False, sorted=True)
+            dist[s : s + len(q)] = top_d.numpy()
+            idx[s : s + len(q)] = top_i.numpy()
+    return dist, idx
