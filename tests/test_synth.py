@@ -205,3 +205,32 @@ def test_cli_synth_metadata_only_and_bad_origin(tmp_path):
     assert res.exit_code == 2 and "outside UTM range" in res.output
     res = runner.invoke(vgdata_app, ["synth", str(tmp_path / "o"), "--preset", "huge"])
     assert res.exit_code == 2 and "unknown preset 'huge'" in res.output
+
+
+def test_queries_look_along_or_across_the_street_never_at_the_near_facade():
+    from vgdata.synth.generate import bearing, driven_streets, plan_captures, plan_queries
+    from vgdata.synth.scene import make_scene
+
+    preset = PRESETS["demo"]
+    scene = make_scene(0, size_m=preset.size_m)
+    captures = plan_captures(scene.streets, preset, 0)
+    streets = [s for s, _ in driven_streets(scene.streets, preset)]
+    plans = plan_queries("v2", 300, captures, scene.streets, preset, 0)
+
+    def frame(s) -> tuple[float, float, float, float]:  # start and unit direction of a centre line
+        (x0, y0), (x1, y1) = s.p0, s.p1
+        return x0, y0, (x1 - x0) / math.dist(s.p0, s.p1), (y1 - y0) / math.dist(s.p0, s.p1)
+
+    def offset(s, x: float, y: float) -> float:  # signed distance from the centre line, + to the right
+        x0, y0, ux, uy = frame(s)
+        return (x - x0) * uy - (y - y0) * ux  # (uy, -ux) is the right of (ux, uy)
+
+    off_near_facade = []
+    for q in plans:
+        s = min(streets, key=lambda s, q=q: abs(offset(s, q.x, q.y)))  # the street beside the photographer
+        _, _, ux, uy = frame(s)
+        near_facade = (bearing(ux, uy) + (90 if offset(s, q.x, q.y) > 0 else -90)) % 360
+        off_near_facade.append(geo.heading_difference(q.heading, near_facade))
+    off = np.array(off_near_facade)
+    assert off.min() >= 50.0 - 1e-6  # along +-40 at worst
+    assert 0.2 < np.mean(off > 135) < 0.5  # about a third look across the street

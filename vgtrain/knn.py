@@ -12,7 +12,10 @@ rows of ``database``.
   Without faiss it is torch matmul + topk in memory-bounded query batches.
 * ``ivfpq`` is approximate (faiss ``IndexIVFPQ``): an inverted file of ``nlist`` coarse
   k-means cells, each vector stored as ``m`` bytes (``nbits`` = 8) of product-quantised
-  residual; a query scans ``nprobe`` cells. It needs faiss.
+  residual; a query scans ``nprobe`` cells. It needs faiss. With ``rerank`` > 0 the top
+  ``max(rerank, k)`` IVF-PQ candidates are re-scored by exact distance to the database rows
+  (IVFADC+R, Jegou et al. 2011), which removes the error of the PQ codes from the ranking and
+  makes the returned distances exact; it reads only the candidates' rows of ``database``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class IndexSpec:
     nprobe: IVF cells scanned per query (more: slower, closer to exact).
     train_size: database rows (a seeded random subset) the IVF-PQ is trained on;
         0 = auto, min(N, max(50 * nlist, 100_000)).
+    rerank: IVF-PQ candidates per query re-scored by exact squared L2 (at least k); 0 = off.
     """
 
     kind: str = "flat"
@@ -48,6 +52,7 @@ class IndexSpec:
     nbits: int = 8
     nprobe: int = 32
     train_size: int = 0
+    rerank: int = 0
 
     def resolved(self, n: int) -> tuple[int, int]:
         """(nlist, train_size) for a database of ``n`` rows, the auto values filled in."""
@@ -134,7 +139,14 @@ def search(
             raise ValueError(NO_FAISS_IVFPQ)
         index = train_ivfpq(database, spec, seed=seed)
         index.add(database)
-        return _batched(index.search, queries, k, batch)
+        if spec.rerank <= 0:
+            return _batched(index.search, queries, k, batch)
+        shortlist = min(max(spec.rerank, k), n)
+
+        def search_and_rerank(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+            return rerank_exact(database, q, index.search(q, shortlist)[1], kk)
+
+        return _batched(search_and_rerank, queries, k, batch)
     if faiss is None:
         return _torch_flat(database, queries, k, batch)
     if _num_gpus(faiss) > 0:
@@ -149,8 +161,8 @@ def _check_ivfpq(spec: IndexSpec, n: int, d: int) -> None:
         raise ValueError(f"PQ m={spec.m} must divide D={d}")
     if not 1 <= spec.nbits <= 16:
         raise ValueError(f"nbits must be in [1, 16], got {spec.nbits}")
-    if spec.nprobe < 1 or spec.nlist < 0 or spec.train_size < 0:
-        raise ValueError(f"nprobe must be >= 1 and nlist, train_size >= 0: {spec}")
+    if spec.nprobe < 1 or spec.nlist < 0 or spec.train_size < 0 or spec.rerank < 0:
+        raise ValueError(f"nprobe must be >= 1 and nlist, train_size, rerank >= 0: {spec}")
     nlist, train = spec.resolved(n)
     if train < max(nlist, 2**spec.nbits):
         raise ValueError(
@@ -183,6 +195,42 @@ def train_ivfpq(database: np.ndarray, spec: IndexSpec, *, seed: int = 0):
         index.train(database)
     index.nprobe = min(spec.nprobe, nlist)
     return index
+
+
+def rerank_exact(
+    database: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k candidates nearest each query by exact squared L2: (distances, indices), each (Q, k).
+
+    ``candidates``: (Q, C) int64 rows of ``database``, -1 for none (those rank last, with
+    distance +inf and index -1). Reads only the candidate rows: faiss's ``fvec_L2sqr_by_idx``
+    when faiss is importable, else numpy in query chunks. Ties keep the candidates' order.
+    """
+    database = _as_rows("database", database)
+    queries = _as_rows("queries", queries)
+    cand = np.ascontiguousarray(candidates, dtype=np.int64)
+    if cand.ndim != 2 or len(cand) != len(queries):
+        raise ValueError(f"candidates must be (Q={len(queries)}, C), got shape {cand.shape}")
+    missing = cand < 0
+    safe = np.where(missing, 0, cand)
+    dist = np.empty(cand.shape, dtype=np.float32)
+    faiss = _faiss()
+    if faiss is not None and cand.size:
+        faiss.fvec_L2sqr_by_idx(
+            faiss.swig_ptr(dist), faiss.swig_ptr(queries), faiss.swig_ptr(database), faiss.swig_ptr(safe),
+            database.shape[1], len(queries), cand.shape[1],
+        )  # fmt: skip
+    else:
+        rows = max(1, _TORCH_BLOCK_BYTES // max(1, 4 * cand.shape[1] * database.shape[1]))
+        for s in range(0, len(queries), rows):
+            diff = database[safe[s : s + rows]] - queries[s : s + rows, None, :]
+            dist[s : s + rows] = np.einsum("qcd,qcd->qc", diff, diff)
+    dist[missing] = np.inf
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    top_d = np.take_along_axis(dist, order, axis=1)
+    top_i = np.take_along_axis(cand, order, axis=1)
+    top_i[~np.isfinite(top_d)] = -1
+    return top_d, top_i
 
 
 def _batched(fn, queries: np.ndarray, k: int, batch: int) -> tuple[np.ndarray, np.ndarray]:

@@ -67,7 +67,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(200, 512, (2013, 2017), 60, 5.0, 6, 4, 1024),
-    "demo": Preset(300, 1024, (2009, 2012, 2015, 2018, 2021), 220, 4.0, 40, 30, 1536),
+    "demo": Preset(300, 1024, (2009, 2012, 2015, 2018, 2021), 220, 4.0, 100, 100, 1536),
     "city": Preset(1200, 3328, (2009, 2011, 2013, 2015, 2017, 2019, 2021), 2400, 3.0, 1000, 598, 3328),
 }
 
@@ -237,7 +237,8 @@ class QueryPlan:
 def plan_queries(
     kind: str, n: int, captures: list[Capture], streets: list, preset: Preset, seed: int
 ) -> list[QueryPlan]:
-    """Photos taken from the sidewalks, 0-30 m from a database panorama of a driven street."""
+    """Photos taken from the sidewalks, 0-30 m from a database panorama of a driven street,
+    looking along the street (either way) or across it, off by a normal 25 degrees clipped to 40."""
     plans = []
     driven = driven_streets(streets, preset)
     last_year = max(preset.years)
@@ -255,8 +256,11 @@ def plan_queries(
             if min(math.hypot(c.x - x, c.y - y) for c in captures) <= 30.0:
                 break
         along = bearing(ux, uy)
-        look = {0: along, 1: (along + 180) % 360, 2: (along + 90 * side) % 360}[int(rng.integers(3))]
-        heading = (look + float(rng.normal(0, 25))) % 360.0
+        # along the street either way, or across it (the facades opposite); never at the facade on
+        # the photographer's own side, 1-4 m away, which would fill the photo with one wall.
+        # side +1 is the right of (ux, uy), whose bearing is along + 90, so across is along - 90 * side.
+        look = {0: along, 1: (along + 180) % 360, 2: (along - 90 * side) % 360}[int(rng.integers(3))]
+        heading = (look + float(np.clip(rng.normal(0, 25), -40, 40))) % 360.0
         aspect = [(4, 3), (3, 4), (16, 9), (1, 1)][int(rng.integers(4))]
         long_side = int(rng.integers(400, 720))
         size = (long_side, round(long_side * aspect[1] / aspect[0]))
