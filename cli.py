@@ -536,7 +536,8 @@ def eval_cmd(
     nlist: Annotated[int, typer.Option(help="IVF lists (0: automatic).")] = 0,
     pq_m: Annotated[int, typer.Option(help="PQ sub-quantisers (bytes per vector; must divide D).")] = 64,
     pq_nbits: Annotated[int, typer.Option(help="Bits per PQ code (training needs 2**bits images).")] = 8,
-    nprobe: Annotated[int, typer.Option(help="IVF lists searched per query.")] = 32,
+    nprobe: Annotated[int, typer.Option(help="IVF lists searched per query.")] = 8,
+    rerank: Annotated[int, typer.Option(help="IVF-PQ candidates re-scored exactly (0: PQ distances).")] = 64,
     num_preds_to_save: Annotated[int, typer.Option(help="Queries shown in the report, wrong first.")] = 20,
     json_out: JsonOpt = False,
 ) -> None:
@@ -546,7 +547,7 @@ def eval_cmd(
     config = EvalConfig(
         weights=weights, eval_set=eval_set, out=out, backbone=backbone, image_size=image_size,
         batch_size=batch_size, num_workers=num_workers, device=device, index=index, nlist=nlist, pq_m=pq_m,
-        pq_nbits=pq_nbits, nprobe=nprobe, num_preds_to_save=num_preds_to_save,
+        pq_nbits=pq_nbits, nprobe=nprobe, rerank=rerank, num_preds_to_save=num_preds_to_save,
     )  # fmt: skip
     try:
         report = run_eval(config)

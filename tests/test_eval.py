@@ -115,14 +115,23 @@ def test_index_both_reports_the_recall_ivfpq_loses(run, tmp_path):
     res = runner.invoke(
         vgtrain_app,
         ["eval", "--weights", str(out), "--eval-set", manifest, "--out", str(tmp_path / "b"), "--num-workers", "0",
-         "--image-size", "64", "--index", "both", "--pq-m", "8", "--pq-nbits", "4", "--nlist", "2", "--nprobe", "2"],
+         "--image-size", "64", "--index", "both", "--pq-m", "8", "--pq-nbits", "4", "--nlist", "2", "--nprobe", "2", "--rerank", "100000"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "flat" in res.output and "ivfpq" in res.output
     saved = json.loads((tmp_path / "b" / "recalls.json").read_text())
     assert set(saved["recalls"]) == {"flat", "ivfpq"}
     n_db = saved["protocol"]["n_database"]
-    assert saved["protocol"]["ivfpq"] == {"nlist": 2, "m": 8, "nbits": 4, "nprobe": 2, "train_size": n_db}
+    assert saved["protocol"]["ivfpq"] == {
+        "nlist": 2,
+        "m": 8,
+        "nbits": 4,
+        "nprobe": 2,
+        "train_size": n_db,
+        "rerank": 100000,
+    }
+    # nprobe = nlist and rerank > n_db: every database image is re-scored exactly, so nothing is lost
+    assert saved["ivfpq_recall_lost"] == dict.fromkeys(saved["recalls"]["flat"], 0.0)
     for n, lost in saved["ivfpq_recall_lost"].items():
         assert lost == pytest.approx(saved["recalls"]["flat"][n] - saved["recalls"]["ivfpq"][n])
     html = (tmp_path / "b" / "report.html").read_text()

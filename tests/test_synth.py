@@ -44,7 +44,7 @@ def test_outputs_and_readme(tiny):
         assert im.size == (512, 256)
     readme = (tiny / "README.txt").read_text()
     assert "preset: tiny" in readme and "seed: 0" in readme and f"panoramas: {len(rows)}" in readme
-    assert "vgdata-synth/1" in readme
+    assert "vgdata-synth/2" in readme
     v1 = sorted((tiny / "queries_v1").glob("*.jpg"))
     assert len(v1) == PRESETS["tiny"].queries_v1
     gps = Image.open(v1[0]).getexif().get_ifd(0x8825)

@@ -72,6 +72,19 @@ def make_raw_panoramas(
     return pano_dir, csv_path
 
 
+def _synth_is_current(raw: Path) -> bool:
+    """True when ``raw`` holds a finished demo city of this generator version and preset."""
+    from dataclasses import asdict
+
+    from vgdata.synth.generate import GENERATOR_VERSION, PRESETS
+
+    readme = raw / "README.txt"  # written last by synth
+    if not readme.is_file():
+        return False
+    text = readme.read_text()
+    return f"generator: {GENERATOR_VERSION}\n" in text and f"preset: demo ({asdict(PRESETS['demo'])})" in text
+
+
 def main(argv: list[str] | None = None) -> int:
     """``make demo``: the synthetic city's demo preset through every vgdata step.
 
@@ -88,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         print("$ vgdata " + " ".join(map(str, args)), flush=True)
         subprocess.run([sys.executable, "-m", "cli", *map(str, args)], check=True)
 
-    if not (raw / "README.txt").is_file():  # written last by synth
+    if not _synth_is_current(raw):
+        if (raw / "README.txt").is_file():  # another generator version or preset: render again
+            import shutil
+
+            shutil.rmtree(raw)
         vgdata("synth", raw, "--preset", "demo", "--seed", "0")
     vgdata("build-catalog", catalog, "--panoramas", raw / "panoramas", "--metadata", raw / "panoramas.csv")
     vgdata("add-queries", catalog, "--collection", "queries_v1", "--photos", raw / "queries_v1")
@@ -106,8 +123,19 @@ def main(argv: list[str] | None = None) -> int:
 # The demo trains from random init on 2 CPU cores (no ImageNet weights can be downloaded here),
 # so it trains all layers at 3e-4 instead of CosPlace's 1e-5 with frozen early layers, and it
 # evaluates the last checkpoint (the 88-query val split is too small to pick a reliable "best").
-DEMO_FIT = ["--image-size", "128", "--batch-size", "32", "--epochs-num", "8", "--iterations-per-epoch", "40"]
-DEMO_FIT += ["--num-workers", "2", "--train-all-layers", "--lr", "3e-4", "--log-every", "40"]
+DEMO_SCHEDULE = {"epochs_num": 8, "iterations_per_epoch": 40, "lr": 3e-4}
+DEMO_FIT = [f"--{k.replace('_', '-')}={v}" for k, v in DEMO_SCHEDULE.items()]
+DEMO_FIT += [
+    "--image-size",
+    "128",
+    "--batch-size",
+    "32",
+    "--num-workers",
+    "2",
+    "--train-all-layers",
+    "--log-every",
+    "40",
+]
 
 
 def train_and_evaluate(catalog: Path) -> dict:
@@ -125,16 +153,28 @@ def train_and_evaluate(catalog: Path) -> dict:
             [sys.executable, "-c", "from cli import vgtrain_app; vgtrain_app()", *map(str, args)], check=True
         )
 
+    import hashlib
+
     last = run / "last.meta.json"
-    done = last.is_file() and json.loads(last.read_text())["epoch"] >= 7
-    if not done:
-        resume = ["--resume", run] if last.is_file() else []
+    epochs = DEMO_SCHEDULE["epochs_num"]
+    same = False
+    if last.is_file():  # a run of this schedule and these groups; an older demo's run is trained again
+        cfg = json.loads(last.read_text())["config"]
+        same = all(cfg[k] == v for k, v in DEMO_SCHEDULE.items()) and Path(cfg["groups"]).name == groups.name
+        if not same:
+            import shutil
+
+            shutil.rmtree(run)
+    if not (same and json.loads(last.read_text())["epoch"] >= epochs - 1):
+        resume = ["--resume", run] if same else []
         vgtrain("fit", "--groups", groups, "--val", manifests / "eval_val.parquet", "--out", run, *DEMO_FIT, *resume)
     results = {}
     for weights, label in ((run / "init.pt", "untrained"), (run / "last.pt", "trained")):
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         for q in ("queries_v1", "queries_v2"):
             out = run / f"eval_{label}_{q}"
-            if not (out / "recalls.json").is_file():
+            saved = out / "recalls.json"
+            if not (saved.is_file() and json.loads(saved.read_text())["protocol"]["checkpoint_sha256"] == digest):
                 vgtrain("eval", "--weights", weights, "--eval-set", manifests / f"eval_{q}.parquet", "--out", out,
                         "--image-size", "128", "--num-workers", "2")  # fmt: skip
             results[(label, q)] = json.loads((out / "recalls.json").read_text())["recalls"]["flat"]

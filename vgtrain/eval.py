@@ -57,8 +57,10 @@ class EvalConfig:
     """PQ sub-quantisers: bytes per stored vector at 8 bits (must divide the descriptor size)."""
     pq_nbits: int = 8
     """Bits per PQ code; IVF-PQ needs at least 2**pq_nbits database images to train."""
-    nprobe: int = 32
+    nprobe: int = 8
     """IVF lists searched per query."""
+    rerank: int = 64
+    """IVF-PQ candidates per query re-scored by exact distance (0: PQ distances only)."""
     num_preds_to_save: int = 20
     """Queries shown in the report, wrong ones first."""
 
@@ -191,22 +193,29 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     return report
 
 
-def _search(db: np.ndarray, q: np.ndarray, k: int, kind: str, config: EvalConfig):
-    from vgtrain.knn import IndexSpec, search
+def _spec(config: EvalConfig, kind: str):
+    from vgtrain.knn import IndexSpec
 
-    spec = IndexSpec(kind=kind, nlist=config.nlist, m=config.pq_m, nbits=config.pq_nbits, nprobe=config.nprobe)
+    return IndexSpec(
+        kind=kind, nlist=config.nlist, m=config.pq_m, nbits=config.pq_nbits, nprobe=config.nprobe, rerank=config.rerank
+    )
+
+
+def _search(db: np.ndarray, q: np.ndarray, k: int, kind: str, config: EvalConfig):
+    from vgtrain.knn import search
+
     try:
-        return search(db, q, k, spec)
+        return search(db, q, k, _spec(config, kind))
     except ValueError as e:
         raise EvalError(str(e)) from None
 
 
 def _ivfpq_protocol(config: EvalConfig, n: int) -> dict[str, int]:
-    from vgtrain.knn import IndexSpec
-
-    spec = IndexSpec(kind="ivfpq", nlist=config.nlist, m=config.pq_m, nbits=config.pq_nbits, nprobe=config.nprobe)
+    """The IVF-PQ parameters used for a database of ``n`` images, automatic values resolved."""
+    spec = _spec(config, "ivfpq")
     nlist, train = spec.resolved(n)
-    return {"nlist": nlist, "m": spec.m, "nbits": spec.nbits, "nprobe": min(spec.nprobe, nlist), "train_size": train}
+    return {"nlist": nlist, "m": spec.m, "nbits": spec.nbits, "nprobe": min(spec.nprobe, nlist), "train_size": train,
+            "rerank": spec.rerank}  # fmt: skip
 
 
 def _predictions_table(dist: np.ndarray, idx: np.ndarray, manifest):

@@ -50,7 +50,7 @@ class IndexSpec:
     nlist: int = 0
     m: int = 64
     nbits: int = 8
-    nprobe: int = 32
+    nprobe: int = 8
     train_size: int = 0
     rerank: int = 0
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from vgdata.errors import UsageError
 
-GENERATOR_VERSION = "vgdata-synth/1"
+GENERATOR_VERSION = "vgdata-synth/2"  # 2: query viewpoints along or across the street
 SF_ORIGIN = (37.7749, -122.4194)
 
 
