@@ -39,7 +39,7 @@ import numpy as np
 
 from vgdata.errors import UsageError
 
-GENERATOR_VERSION = "vgdata-synth/2"  # 2: query viewpoints along or across the street
+GENERATOR_VERSION = "vgdata-synth/2"  # 2: queries by the kerb, looking along or across the street
 SF_ORIGIN = (37.7749, -122.4194)
 
 
@@ -237,8 +237,8 @@ class QueryPlan:
 def plan_queries(
     kind: str, n: int, captures: list[Capture], streets: list, preset: Preset, seed: int
 ) -> list[QueryPlan]:
-    """Photos taken from the sidewalks, 0-30 m from a database panorama of a driven street,
-    looking along the street (either way) or across it, off by a normal 25 degrees clipped to 40."""
+    """Photos taken by the kerb (up to 1 m onto the sidewalk), 0-30 m from a database panorama of
+    a driven street, looking along the street (either way) or across it, off by a normal 25 degrees clipped to 40."""
     plans = []
     driven = driven_streets(streets, preset)
     last_year = max(preset.years)
@@ -249,9 +249,10 @@ def plan_queries(
         full = math.dist(street.p0, street.p1)
         ux, uy = (x1 - x0) / full, (y1 - y0) / full
         side = 1.0 if rng.random() < 0.5 else -1.0
-        for _ in range(20):  # sidewalk point within 30 m of some capture
+        for _ in range(20):  # a point by the kerb within 30 m of some capture
             t = float(rng.uniform(0, length))
-            lateral = side * (street.width / 2 + float(rng.uniform(0.8, 2.0)))
+            # from the kerb edge to 1 m onto the sidewalk (the parking lane has parked cars in it)
+            lateral = side * (street.width / 2 + float(rng.uniform(0.0, 1.0)))
             x, y = x0 + ux * t + uy * lateral, y0 + uy * t - ux * lateral
             if min(math.hypot(c.x - x, c.y - y) for c in captures) <= 30.0:
                 break
