@@ -377,3 +377,22 @@ def test_real_catalog_each_image_is_its_own_positive(raw_panos, tmp_path):
     assert r.mean_positives == pytest.approx(sum(len(q["positives"]) for q in q_rows) / 72)
     root = Path(json.loads(table.schema.metadata[b"vgdata.image_roots"])["database"])
     assert all((root / d["path"]).is_file() for d in db_rows)
+
+
+def test_recall_on_the_hand_made_cases(cases):
+    """Recall@N (vgtrain.evaluate.recalls) on these positives: a positive at exactly 25 m counts, a
+    query without positives stays in the denominator, a 25.5 m neighbour does not count."""
+    from vgtrain.evaluate import recalls
+
+    rows = eval_table(cases, database="database", queries="queries_v1").to_pylist()
+    db_ids = [r["image_id"] for r in rows if r["role"] == "database"]
+    queries = [r for r in rows if r["role"] == "query"]
+    ranked = {  # database image_ids in predicted order, per query image_id
+        101: [1, 3, 5, 6, 7],  # exactly 25 m east at rank 1: found at R@1
+        102: [1, 2, 4, 8, 20],  # no positive exists: never found, still counted
+        103: [22, 23, 21, 24, 3],  # 25.5 m, zone 10, then 20 m (cell -2) at rank 3: found at R@5
+        104: [20, 21, 1, 2, 4],  # no coordinates: no positives
+    }
+    preds = np.array([[db_ids.index(i) for i in ranked[q["image_id"]]] for q in queries])
+    positives = [np.array(q["positives"], dtype=np.int64) for q in queries]
+    assert recalls(preds, positives, (1, 2, 5)) == {1: 25.0, 2: 25.0, 5: 50.0}
