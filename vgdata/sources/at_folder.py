@@ -18,8 +18,9 @@ import pyarrow as pa
 from vgdata import geo
 from vgdata.errors import UsageError
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
-from vgdata.sources.common import image_id, safe_relative
-from vgdata.sources.panoramas import IMAGE_SUFFIXES, write_shard_tables
+from vgdata.sources.common import add_reject, image_id, new_rejects, safe_relative
+from vgdata.sources.common import list_images as list_image_files
+from vgdata.sources.panoramas import write_shard_tables
 
 
 def paths_file(folder: Path) -> Path:
@@ -32,33 +33,17 @@ def list_images(folder: Path, collection: str) -> tuple[list[str], pa.Table]:
     if not folder.is_dir():
         raise UsageError(f"images folder not found: {folder}")
     listing = paths_file(folder)
-    rej: dict[str, list] = {f.name: [] for f in REJECTS}
+    rej = new_rejects()
     if not listing.is_file():
-        paths = sorted(
-            p.relative_to(folder).as_posix()
-            for p in folder.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".tmp-")
-        )
-        return paths, from_columns(REJECTS, rej)
+        return list_image_files(folder), from_columns(REJECTS, rej)
     paths = []
     for i, line in enumerate(listing.read_text().splitlines()):
         if not line.strip():
             continue
         rel = safe_relative(folder, line)
         if rel is None:
-            for k, v in zip(
-                rej,
-                (
-                    collection,
-                    "image",
-                    str(listing),
-                    i + 1,
-                    "path outside folder",
-                    f"{line.strip()!r} is not inside {folder}",
-                ),
-                strict=True,
-            ):
-                rej[k].append(v)
+            detail = f"{line.strip()!r} is not inside {folder}"
+            add_reject(rej, collection, "image", str(listing), i + 1, "path outside folder", detail)
         else:
             paths.append(rel)
     return paths, from_columns(REJECTS, rej)
@@ -90,11 +75,10 @@ def probe_shard(payload: dict) -> dict:
 
     collection, folder = payload["collection"], Path(payload["folder"])
     img: dict[str, list] = {f.name: [] for f in IMAGES}
-    rej: dict[str, list] = {f.name: [] for f in REJECTS}
+    rej = new_rejects()
 
     def reject(path: str, reason: str, detail: str) -> None:
-        for k, v in zip(rej, (collection, "image", path, None, reason, detail), strict=True):
-            rej[k].append(v)
+        add_reject(rej, collection, "image", path, None, reason, detail)
 
     for rel in payload["items"]:
         full = folder / rel

@@ -1,4 +1,5 @@
-"""Helpers shared by the sources: stable ids, timestamps, safe relative paths."""
+"""Helpers shared by the sources: stable ids, timestamps, safe relative paths, image listings,
+'@' names and reject rows."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import hashlib
 import math
 import re
 from pathlib import Path, PurePosixPath
+
+from vgdata.names import make_name
+from vgdata.schema import REJECTS
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 _AT_TS = re.compile(r"^\d{4}(\d{2}(\d{2}(_\d{2}(\d{2}(\d{2})?)?)?)?)?$")
 _ISO_TS = re.compile(
@@ -93,3 +99,40 @@ def add_utm(rows: list[dict]) -> None:
             utm_zone=int(utm.zone[j]),
             utm_letter=str(utm.letter[j]),
         )
+
+
+def list_images(folder: Path) -> list[str]:
+    """Relative '/'-paths of the images below ``folder``, sorted (our own temporary files skipped)."""
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".tmp-")
+    )
+
+
+def sfxl_name(row: dict, heading: float) -> str:
+    """The '@' name (SF-XL style, ``.jpg``) of an image described by ``row`` (utm_*, lat, lon,
+    pano_id, timestamp or None) looking at ``heading`` degrees."""
+    return make_name(
+        utm_east=row["utm_east"],
+        utm_north=row["utm_north"],
+        utm_zone=row["utm_zone"],
+        utm_letter=row["utm_letter"],
+        lat=row["lat"],
+        lon=row["lon"],
+        pano_id=row["pano_id"],
+        heading=heading,
+        timestamp=row["timestamp"] or "",
+        style="sfxl",
+    )
+
+
+def new_rejects() -> dict[str, list]:
+    """Empty reject columns, to fill with :func:`add_reject` and turn into a ``rejects`` table."""
+    return {f.name: [] for f in REJECTS}
+
+
+def add_reject(rej: dict[str, list], collection: str, source: str, path: str, row, reason: str, detail: str) -> None:
+    """Append one reject: ``row`` is the 1-based line of a list or CSV file, or None."""
+    for k, v in zip(REJECTS.names, (collection, source, path, row, reason, detail), strict=True):
+        rej[k].append(v)

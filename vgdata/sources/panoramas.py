@@ -25,11 +25,20 @@ from vgdata import geo
 from vgdata.catalog import atomic_write_table, table_digest
 from vgdata.errors import UsageError
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
-from vgdata.sources.common import add_utm, canonical_timestamp, image_id, lat_folder, safe_relative
+from vgdata.sources.common import (
+    IMAGE_SUFFIXES,
+    add_reject,
+    add_utm,
+    canonical_timestamp,
+    image_id,
+    lat_folder,
+    new_rejects,
+    safe_relative,
+    sfxl_name,
+)
 
 REQUIRED = ("pano_id", "lat", "lon", "heading", "timestamp")
 OPTIONAL_NUMERIC = ("pitch", "roll", "altitude")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass
@@ -68,12 +77,11 @@ def read_metadata(csv_path: Path, pano_dir: Path, collection: str) -> MetadataPl
     latlon_bad = geo.invalid_latlon_reasons(nums["lat"], nums["lon"])
 
     rows: list[dict] = []
-    rej: dict[str, list] = {k: [] for k in ("collection", "source", "path", "row", "reason", "detail")}
+    rej = new_rejects()
     seen: dict[str, int] = {}
 
     def reject(i: int, reason: str, detail: str) -> None:
-        for k, v in zip(rej, (collection, "metadata", str(csv_path), i + 1, reason, detail), strict=True):
-            rej[k].append(v)
+        add_reject(rej, collection, "metadata", str(csv_path), i + 1, reason, detail)
 
     for i in range(n):
         pano_id = (text["pano_id"][i] or "").strip()
@@ -179,7 +187,6 @@ def crop_shard(payload: dict) -> dict:
     """
     from PIL import Image
 
-    from vgdata.names import make_name
     from vgdata.panorama import PanoramaError, check_equirect, strip_crops
 
     collection = payload["collection"]
@@ -187,7 +194,7 @@ def crop_shard(payload: dict) -> dict:
     crop_root = Path(payload["crop_root"])
     img: dict[str, list] = {f.name: [] for f in IMAGES}
     pan: dict[str, list] = {f.name: [] for f in PANORAMAS}
-    rej: dict[str, list] = {f.name: [] for f in REJECTS}
+    rej = new_rejects()
     made_dirs: set[Path] = set()
 
     for r in payload["items"]:
@@ -200,13 +207,13 @@ def crop_shard(payload: dict) -> dict:
                 crops = strip_crops(rgb, r["heading"], payload["n_crops"], payload["step_deg"])
                 size = im.size
         except FileNotFoundError:
-            _append(rej, collection, "panorama", str(src), None, "file not found", str(src))
+            add_reject(rej, collection, "panorama", str(src), None, "file not found", str(src))
             continue
         except PanoramaError as e:
-            _append(rej, collection, "panorama", str(src), None, "wrong aspect ratio", str(e))
+            add_reject(rej, collection, "panorama", str(src), None, "wrong aspect ratio", str(e))
             continue
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            _append(rej, collection, "panorama", str(src), None, "unreadable image", f"{type(e).__name__}: {e}")
+            add_reject(rej, collection, "panorama", str(src), None, "unreadable image", f"{type(e).__name__}: {e}")
             continue
 
         folder = lat_folder(r["lat"])
@@ -215,18 +222,7 @@ def crop_shard(payload: dict) -> dict:
             out_dir.mkdir(parents=True, exist_ok=True)
             made_dirs.add(out_dir)
         for crop, win in crops:
-            name = make_name(
-                utm_east=r["utm_east"],
-                utm_north=r["utm_north"],
-                utm_zone=r["utm_zone"],
-                utm_letter=r["utm_letter"],
-                lat=r["lat"],
-                lon=r["lon"],
-                pano_id=r["pano_id"],
-                heading=win.heading,
-                timestamp=r["timestamp"],
-                style="sfxl",
-            )
+            name = sfxl_name(r, win.heading)
             tmp = out_dir / f".tmp-{name}.part"
             crop.save(tmp, format="JPEG", quality=payload["quality"])
             os.replace(tmp, out_dir / name)
@@ -248,11 +244,6 @@ def crop_shard(payload: dict) -> dict:
 
 
 run_shard = crop_shard
-
-
-def _append(rej: dict[str, list], collection, source, path, row, reason, detail) -> None:
-    for k, v in zip(rej, (collection, source, path, row, reason, detail), strict=True):
-        rej[k].append(v)
 
 
 def write_shard_tables(catalog: str, collection: str, shard: str, tables: dict[str, pa.Table]) -> dict:

@@ -46,8 +46,16 @@ import pyarrow as pa
 
 from vgdata import geo
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
-from vgdata.sources.common import add_utm, canonical_timestamp, image_id
-from vgdata.sources.panoramas import IMAGE_SUFFIXES, write_shard_tables
+from vgdata.sources.common import (
+    add_reject,
+    add_utm,
+    canonical_timestamp,
+    image_id,
+    list_images,
+    new_rejects,
+    sfxl_name,
+)
+from vgdata.sources.panoramas import write_shard_tables
 
 GPS_IFD = 0x8825
 EXIF_IFD = 0x8769
@@ -186,42 +194,11 @@ def read_photo(path: Path) -> tuple[dict | None, str, str]:
     return fields, "", ""
 
 
-def list_photos(folder: Path) -> list[str]:
-    """Relative '/'-paths of the images below ``folder``, sorted (our own temporary files skipped)."""
-    return sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".tmp-")
-    )
-
-
 def add_utm_and_names(rows: list[dict]) -> None:
     """Fill utm_* and the '@' ``name`` of each row (lat/lon valid, sfxl style, ``.jpg``)."""
-    from vgdata.names import make_name
-
     add_utm(rows)
     for r in rows:
-        r["name"] = make_name(
-            utm_east=r["utm_east"],
-            utm_north=r["utm_north"],
-            utm_zone=r["utm_zone"],
-            utm_letter=r["utm_letter"],
-            lat=r["lat"],
-            lon=r["lon"],
-            pano_id=r["pano_id"],
-            heading=r["heading"],
-            timestamp=r["timestamp"] or "",
-            style="sfxl",
-        )
-
-
-def new_rejects() -> dict[str, list]:
-    return {f.name: [] for f in REJECTS}
-
-
-def add_reject(rej: dict[str, list], collection: str, source: str, path: str, row, reason: str, detail: str) -> None:
-    for k, v in zip(rej, (collection, source, path, row, reason, detail), strict=True):
-        rej[k].append(v)
+        r["name"] = sfxl_name(r, r["heading"])
 
 
 def drop_duplicate_names(rows: list[dict], rej: dict[str, list], collection: str, source: str) -> list[dict]:
@@ -253,7 +230,7 @@ def plan(config, cat) -> tuple[list[tuple[str, dict]], pa.Table, str]:
     collection = config.collection
     rej = new_rejects()
     rows: list[dict] = []
-    for rel in list_photos(folder):
+    for rel in list_images(folder):
         full = folder / rel
         fields, reason, detail = read_photo(full)
         if fields is None:

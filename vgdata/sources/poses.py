@@ -65,13 +65,11 @@ import pyarrow as pa
 from vgdata import geo
 from vgdata.errors import UsageError
 from vgdata.schema import REJECTS, from_columns
-from vgdata.sources.common import canonical_timestamp, safe_relative
+from vgdata.sources.common import add_reject, canonical_timestamp, new_rejects, safe_relative
 from vgdata.sources.photos import (
     SHARD_FACTOR,
-    add_reject,
     add_utm_and_names,
     drop_duplicate_names,
-    new_rejects,
     query_shard,
     sanitize_pano_id,
 )
