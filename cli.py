@@ -543,11 +543,13 @@ def eval_cmd(
 ) -> None:
     """Recall@1/5/10/20 of a model on an eval manifest; writes predictions, recalls.json and report.html."""
     from vgtrain.eval import EvalConfig, run_eval
+    from vgtrain.knn import IndexSpec
 
     config = EvalConfig(
         weights=weights, eval_set=eval_set, out=out, backbone=backbone, image_size=image_size,
-        batch_size=batch_size, num_workers=num_workers, device=device, index=index, nlist=nlist, pq_m=pq_m,
-        pq_nbits=pq_nbits, nprobe=nprobe, rerank=rerank, num_preds_to_save=num_preds_to_save,
+        batch_size=batch_size, num_workers=num_workers, device=device, index=index,
+        ivfpq=IndexSpec(kind="ivfpq", nlist=nlist, m=pq_m, nbits=pq_nbits, nprobe=nprobe, rerank=rerank),
+        num_preds_to_save=num_preds_to_save,
     )  # fmt: skip
     try:
         report = run_eval(config)

@@ -16,10 +16,11 @@ read from ``aggregation.3.weight``).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from vgtrain.evaluate import RECALL_VALUES, compute_descriptors, recalls
+from vgtrain.knn import IndexSpec, search
 
 
 @dataclass
@@ -51,16 +53,8 @@ class EvalConfig:
     """auto, cpu or cuda."""
     index: str = "flat"
     """flat (exact), ivfpq (approximate) or both (reports the recall IVF-PQ loses)."""
-    nlist: int = 0
-    """IVF lists (0: automatic)."""
-    pq_m: int = 64
-    """PQ sub-quantisers: bytes per stored vector at 8 bits (must divide the descriptor size)."""
-    pq_nbits: int = 8
-    """Bits per PQ code; IVF-PQ needs at least 2**pq_nbits database images to train."""
-    nprobe: int = 8
-    """IVF lists searched per query."""
-    rerank: int = 64
-    """IVF-PQ candidates per query re-scored by exact distance (0: PQ distances only)."""
+    ivfpq: IndexSpec = field(default_factory=lambda: IndexSpec(kind="ivfpq", rerank=64))
+    """IVF-PQ parameters (nlist, m, nbits, nprobe, rerank); defaults: the setting bench/knn.py measured."""
     num_preds_to_save: int = 20
     """Queries shown in the report, wrong ones first."""
 
@@ -87,11 +81,12 @@ def resolve_weights(path: str) -> tuple[Path, dict | None]:
 
 
 def load_model(config: EvalConfig):
-    """The model with its weights, its args, and the weights file's sha256 (first 16 hex digits)."""
+    """(model with its weights, model args, weights file, its sha256 (first 16 hex digits), meta or None)."""
     from vgtrain.model import build_model, load_state_dict_checked
 
     path, meta = resolve_weights(config.weights)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    data = path.read_bytes()  # read once: loaded and hashed
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "model_state_dict" in state:  # some CosPlace checkpoints wrap it
         state = state["model_state_dict"]
     if meta is not None:
@@ -109,8 +104,7 @@ def load_model(config: EvalConfig):
         load_state_dict_checked(model, state)
     except ValueError as e:
         raise EvalError(f"{path}: {e}") from None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return model, args, digest, meta
+    return model, args, path, hashlib.sha256(data).hexdigest()[:16], meta
 
 
 def run_eval(config: EvalConfig) -> dict[str, Any]:
@@ -125,7 +119,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     manifest = EvalManifest.read(config.eval_set)
     if not manifest.queries:
         raise EvalError(f"{config.eval_set} has no query images; rebuild it with `vgdata eval-set`")
-    model, args, digest, meta = load_model(config)
+    model, args, weights_path, digest, meta = load_model(config)
     warning = None
     trained_on = (meta or {}).get("fingerprints", {}).get("val")
     if trained_on and trained_on != manifest.catalog_fingerprint:
@@ -163,11 +157,11 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         "threshold_m": manifest.params.get("threshold"),
         "image_size": config.image_size or "native",
         "model": args,
-        "checkpoint": str(Path(resolve_weights(config.weights)[0]).resolve()),
+        "checkpoint": str(weights_path.resolve()),
         "checkpoint_sha256": digest,
         "catalog_fingerprint": manifest.catalog_fingerprint,
         "index": config.index,
-        "ivfpq": _ivfpq_protocol(config, len(manifest.database)) if config.index != "flat" else None,
+        "ivfpq": _ivfpq_protocol(config.ivfpq, len(manifest.database)) if config.index != "flat" else None,
         "device": str(device),
         "timings": timings,
     }
@@ -193,26 +187,15 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     return report
 
 
-def _spec(config: EvalConfig, kind: str):
-    from vgtrain.knn import IndexSpec
-
-    return IndexSpec(
-        kind=kind, nlist=config.nlist, m=config.pq_m, nbits=config.pq_nbits, nprobe=config.nprobe, rerank=config.rerank
-    )
-
-
 def _search(db: np.ndarray, q: np.ndarray, k: int, kind: str, config: EvalConfig):
-    from vgtrain.knn import search
-
     try:
-        return search(db, q, k, _spec(config, kind))
+        return search(db, q, k, replace(config.ivfpq, kind=kind))
     except ValueError as e:
         raise EvalError(str(e)) from None
 
 
-def _ivfpq_protocol(config: EvalConfig, n: int) -> dict[str, int]:
+def _ivfpq_protocol(spec: IndexSpec, n: int) -> dict[str, int]:
     """The IVF-PQ parameters used for a database of ``n`` images, automatic values resolved."""
-    spec = _spec(config, "ivfpq")
     nlist, train = spec.resolved(n)
     return {"nlist": nlist, "m": spec.m, "nbits": spec.nbits, "nprobe": min(spec.nprobe, nlist), "train_size": train,
             "rerank": spec.rerank}  # fmt: skip
