@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import vgdata
@@ -416,13 +417,24 @@ def eval_set_cmd(
 def synth_cmd(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the raw inputs to.", show_default=False)],
     *,
-    preset: Annotated[str, typer.Option(help="tiny (seconds), demo (~2 min on 2 cores), city (benchmarks).")] = "demo",
+    preset: Annotated[str, typer.Option(help="tiny (seconds), demo (~3 min on 2 cores), city (benchmarks).")] = "demo",
     seed: Annotated[int, typer.Option(help="City and capture seed.")] = 0,
+    queries_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Query seed (default: --seed): another value writes a held-out query set of the same city "
+            "(panoramas byte-identical)."
+        ),
+    ] = None,
     origin: Annotated[str, typer.Option(help="City centre as LAT,LON in degrees.")] = "37.7749,-122.4194",
     workers: Annotated[int, typer.Option(help="Rendering processes; 0 = all cores.")] = 0,
     metadata_only: Annotated[
         int, typer.Option(help="Write only panoramas.csv for this many panoramas (no images), for scale tests.")
     ] = 0,
+    queries_only: Annotated[
+        bool,
+        typer.Option(help="Write only the queries (with --queries-seed: a held-out set of a city rendered before)."),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate a synthetic city: panoramas + CSV, Flickr-style queries (EXIF GPS), 6DoF queries."""
@@ -435,7 +447,14 @@ def synth_cmd(
         err_console.print(f"[bold red]error:[/] --origin must be LAT,LON in degrees, got {origin!r}")
         raise typer.Exit(2) from None
     config = SynthConfig(
-        out_dir=out_dir, preset=preset, seed=seed, origin=(lat, lon), workers=workers, metadata_only=metadata_only
+        out_dir=out_dir,
+        preset=preset,
+        seed=seed,
+        queries_seed=queries_seed,
+        origin=(lat, lon),
+        workers=workers,
+        metadata_only=metadata_only,
+        queries_only=queries_only,
     )
     start = time.perf_counter()
     try:
@@ -463,10 +482,18 @@ def fit_cmd(
     groups: Annotated[str, typer.Option(help="Groups manifest (vgdata split-groups).")],
     val: Annotated[str, typer.Option(help="Validation eval manifest (vgdata eval-set).")],
     out: Annotated[str, typer.Option(help="Run folder for checkpoints and the log.")],
-    backbone: Annotated[str, typer.Option(help="ResNet18, ResNet50, ResNet101, ResNet152 or VGG16.")] = "ResNet18",
+    backbone: Annotated[
+        str, typer.Option(help="ResNet18, ResNet50, ResNet101, ResNet152, VGG16 or EfficientNetLite0.")
+    ] = "ResNet18",
     fc_output_dim: Annotated[int, typer.Option(help="Descriptor dimension.")] = 512,
     train_all_layers: Annotated[bool, typer.Option(help="Also train the layers CosPlace freezes.")] = False,
-    backbone_weights: Annotated[str | None, typer.Option(help="torchvision ImageNet state-dict file.")] = None,
+    backbone_weights: Annotated[
+        str | None,
+        typer.Option(
+            help="ImageNet backbone weights: FILE (a torchvision state dict; for EfficientNetLite0 the reference's "
+            "or timm's keys) or `imagenet` (EfficientNetLite0 only: the weights shipped by the train extra)."
+        ),
+    ] = None,
     groups_num: Annotated[int, typer.Option(help="Groups trained in turn.")] = 8,
     epochs_num: Annotated[int, typer.Option(help="Epochs (epoch e trains group e % groups-num).")] = 50,
     iterations_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 10000,
@@ -515,7 +542,7 @@ def fit_cmd(
     try:
         summary = fit(config)
     except (ValueError, FileNotFoundError) as e:  # ManifestError, FitError, bad weights: one line
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)  # keeps 'vgdata[train]'
         raise typer.Exit(1) from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         console.print(f"best val R@1 {summary['best_recall1']:.1f}; checkpoints in {summary['run_dir']}")
@@ -524,10 +551,24 @@ def fit_cmd(
 @vgtrain_app.command("eval")
 def eval_cmd(
     *,
-    weights: Annotated[str, typer.Option(help="Run folder (best, else last), our .pt, or a CosPlace state dict.")],
+    weights: Annotated[
+        str,
+        typer.Option(
+            help="Run folder (best, else last), our .pt, a CosPlace state dict, or an untrained baseline: `imagenet` "
+            "(EfficientNetLite0 ImageNet backbone + GeM, no Linear) or `random` (random init, see --seed)."
+        ),
+    ],
     eval_set: Annotated[str, typer.Option(help="Eval manifest (vgdata eval-set).")],
     out: Annotated[str, typer.Option(help="Folder for predictions.parquet, recalls.json, report.html.")],
-    backbone: Annotated[str | None, typer.Option(help="Backbone of a plain state dict without meta.json.")] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="Backbone of a plain state dict without meta.json, or of `imagenet`/`random`: ResNet18, ResNet50, "
+            "ResNet101, ResNet152, VGG16 or EfficientNetLite0."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="--weights random: torch.manual_seed before building the model.")] = 0,
+    fc_output_dim: Annotated[int, typer.Option(help="--weights random: descriptor dimension (Linear layer).")] = 512,
     image_size: Annotated[int | None, typer.Option(help="Resize images to this square size (default native).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per descriptor batch.")] = 16,
     num_workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 4,
@@ -546,33 +587,90 @@ def eval_cmd(
     from vgtrain.knn import IndexSpec
 
     config = EvalConfig(
-        weights=weights, eval_set=eval_set, out=out, backbone=backbone, image_size=image_size,
-        batch_size=batch_size, num_workers=num_workers, device=device, index=index,
+        weights=weights, eval_set=eval_set, out=out, backbone=backbone, seed=seed, fc_output_dim=fc_output_dim,
+        image_size=image_size, batch_size=batch_size, num_workers=num_workers, device=device, index=index,
         ivfpq=IndexSpec(kind="ivfpq", nlist=nlist, m=pq_m, nbits=pq_nbits, nprobe=nprobe, rerank=rerank),
         num_preds_to_save=num_preds_to_save,
     )  # fmt: skip
     try:
         report = run_eval(config)
     except (ValueError, FileNotFoundError) as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)  # keeps 'vgdata[train]'
         raise typer.Exit(1) from None
     if json_out:
         print(json.dumps(report, indent=2, default=str))
         return
     if report.get("warning"):
         err_console.print(f"[yellow]warning:[/] {report['warning']}")
-    t = Table("index", *(f"R@{n}" for n in next(iter(report["recalls"].values()))), title="recall (%)")
+    from vgtrain.report import chance_text
+
+    intervals = report.get("intervals") or {}
+    title = "recall (%)"
+    if intervals and report.get("bootstrap"):
+        title += f" [{100 * report['bootstrap']['level']:g}% bootstrap interval]"
+    rows = {}
     for kind, r in report["recalls"].items():
-        t.add_row(kind, *(f"{v:.1f}" for v in r.values()))
+        ci = intervals.get(kind, {})
+        rows[kind] = [(f"{v:.1f}", f"[{ci[n][0]:.1f}, {ci[n][1]:.1f}]" if n in ci else "") for n, v in r.items()]
+    widths = [max(len(v) + len(ci) + 1 for v, ci in column) for column in zip(*rows.values(), strict=True)]
+    sep = " " if sum(w + 3 for w in widths) + 10 <= console.width else "\n"  # a narrow terminal: interval below
+    t = Table("index", *(f"R@{n}" for n in next(iter(report["recalls"].values()))), title=title)
+    for kind, cells in rows.items():
+        t.add_row(kind, *(f"{v}{sep}{ci}" if ci else v for v, ci in cells))
     console.print(t)
     p = report["protocol"]
+    if chance_text(p):
+        console.print(chance_text(p))
     console.print(
         f"{p['n_queries']} queries ({p['queries']}) against {p['n_database']} database images ({p['database']}), "
         f"threshold {p['threshold_m']} m, image size {p['image_size']}, {p['model']['backbone']} "
-        f"{p['model']['fc_output_dim']}-D, checkpoint {p['checkpoint_sha256']}"
+        f"{p['model'].get('descriptor_dim') or p['model']['fc_output_dim']}-D, checkpoint {p['checkpoint_sha256']}"
     )
     if report.get("report"):
         console.print(f"report: {report['report']}")
+
+
+@vgtrain_app.command("compare")
+def compare_cmd(
+    eval_a: Annotated[Path, typer.Argument(help="Output folder of `vgtrain eval` (A).", show_default=False)],
+    eval_b: Annotated[
+        Path, typer.Argument(help="Output folder of `vgtrain eval` (B), same eval set.", show_default=False)
+    ],
+    *,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recall@N of two evals of the same eval set: A - B with its paired 95% bootstrap interval, queries won/lost."""
+    from vgtrain.compare import compare
+
+    try:
+        r = compare(eval_a, eval_b, resamples=resamples, seed=seed)
+    except (ValueError, FileNotFoundError) as e:
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        raise typer.Exit(1) from None
+    if json_out:
+        print(json.dumps(r, indent=2, default=str))
+        return
+    b = r["bootstrap"]
+    t = Table(
+        "N", "A (%)", "B (%)", f"A - B [{100 * b['level']:g}% CI] (points)", "won", "lost",
+        title=f"recall@N on {r['n_queries']:,} queries ({r['index']} index)",
+    )  # fmt: skip
+    for n, row in r["recalls"].items():
+        lo, hi = row["interval"]
+        t.add_row(f"R@{n}", f"{row['a']:.1f}", f"{row['b']:.1f}", f"{row['difference']:+.1f} [{lo:+.1f}, {hi:+.1f}]",
+                  str(row["won"]), str(row["lost"]))  # fmt: skip
+    console.print(t)
+    for side in ("a", "b"):
+        sha = r[side].get("checkpoint_sha256")
+        line = f"{side.upper()}: {r[side]['folder']}" + (f" (checkpoint {sha})" if sha else "")
+        console.print(line, highlight=False, markup=False)
+    console.print(
+        f"won: queries A finds at N and B does not; lost: the reverse. Paired bootstrap: {b['resamples']} resamples "
+        f"of the queries, seed {b['seed']}.",
+        highlight=False,
+    )
 
 
 @vgtrain_app.command("env")

@@ -1,7 +1,8 @@
-"""Where training time goes: loader only, model step only, full fit — images/s in one run.
+"""Where training time goes: loader only, model step only, full fit — images/s in one run, per backbone.
 
     python bench/train.py [--catalog catalogs/demo] [--image-size 128] [--batch-size 32]
-                          [--iterations 20] [--num-workers 2] [--backbone ResNet18] [--device auto]
+                          [--iterations 20] [--num-workers 2] [--backbones ResNet18,EfficientNetLite0]
+                          [--device auto]
 
 Uses the groups and val manifests of a catalog built by ``make demo`` (run it first).
 * loader only: decoded uint8 batches from ``train_loader`` (Pillow in DataLoader workers);
@@ -99,7 +100,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--num-workers", type=int, default=2)
-    ap.add_argument("--backbone", default="ResNet18")
+    ap.add_argument("--backbones", default="ResNet18,EfficientNetLite0", help="comma-separated backbones")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     manifests = sorted((args.catalog / "manifests").glob("groups_*.parquet"))
@@ -110,19 +111,24 @@ def main() -> None:
         "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
     )
     classes = GroupsManifest.read(str(manifests[0])).groups[0]
-    print(f"{device} | {args.backbone} | image {args.image_size} | batch {args.batch_size} | "
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    print(f"{device} | image {args.image_size} | batch {args.batch_size} | "
           f"{args.iterations} iterations | {args.num_workers} workers | torch {torch.__version__} "
           f"{'(' + torch.cuda.get_device_name(0) + ')' if device.type == 'cuda' else f'({torch.get_num_threads()} threads)'}")  # fmt: skip
-    loader = loader_only(classes, args)
-    step = step_only(len(classes), args, device)
-    full, wait = full_fit(args, str(manifests[0]), str(val))
-    slower = min(loader, step)
-    print(f"  loader only          {loader:9.1f} images/s")
-    print(f"  model step only      {step:9.1f} images/s")
-    print(f"  full fit             {full:9.1f} images/s   (data-wait {wait:.0%})")
+    loader = loader_only(classes, args)  # the same for every backbone
     print(
-        f"  full / slower        {full / slower:9.2f}   (target >= 0.90: {'PASS' if full / slower >= 0.9 else 'FAIL'})"
+        f"  {'backbone':18s}{'loader only':>14s}{'step only':>12s}{'full fit':>12s}{'data-wait':>11s}{'full/slower':>13s}"
     )
+    for backbone in backbones:
+        args.backbone = backbone
+        step = step_only(len(classes), args, device)
+        full, wait = full_fit(args, str(manifests[0]), str(val))
+        ratio = full / min(loader, step)
+        print(
+            f"  {backbone:18s}{loader:14.1f}{step:12.1f}{full:12.1f}{wait:11.0%}{ratio:9.2f} "
+            f"({'PASS' if ratio >= 0.9 else 'FAIL'})"
+        )
+    print("  images/s; target: full fit >= 0.90 of the slower of loader-only and step-only")
 
 
 if __name__ == "__main__":

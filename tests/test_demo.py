@@ -29,7 +29,8 @@ def test_synth_is_current_only_for_this_generator_and_preset(tmp_path):
     assert demo._synth_is_current(raw)
     (raw / "README.txt").write_text(good.replace(GENERATOR_VERSION, "vgdata-synth/0"))
     assert not demo._synth_is_current(raw)
-    (raw / "README.txt").write_text(good.replace("'queries_v2': 100", "'queries_v2': 30"))
+    n = PRESETS["demo"].queries_v2
+    (raw / "README.txt").write_text(good.replace(f"'queries_v2': {n}", f"'queries_v2': {n + 1}"))
     assert not demo._synth_is_current(raw)
 
 
@@ -37,4 +38,11 @@ def test_fit_flags_follow_the_schedule():
     flags = demo.DEMO_FIT
     for key, value in demo.DEMO_SCHEDULE.items():
         assert f"--{key.replace('_', '-')}={value}" in flags
-    assert "--train-all-layers" in flags and flags[flags.index("--image-size") + 1] == "128"
+    # ImageNet EfficientNet-Lite0 with CosPlace's freezing (no --train-all-layers), 96 px (the 98 px crops)
+    assert flags[flags.index("--backbone") + 1] == "EfficientNetLite0"
+    assert flags[flags.index("--backbone-weights") + 1] == "imagenet"
+    assert "--train-all-layers" not in flags and flags[flags.index("--image-size") + 1] == "96"
+
+
+def test_demo_tests_on_the_presets_test_year():
+    assert demo.test_year() == PRESETS["demo"].test_year == 2013

@@ -341,3 +341,27 @@ def test_vgtrain_report_imports_no_vgdata():
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not names & {"duckdb", "polars", "pyproj", "geopandas", "vgdata"}
+
+
+def test_recall_intervals_and_chance_level(tmp_path, manifest):
+    intervals = {"flat": {"1": [75.125, 84.9], "5": [92.0, 98.5]}, "ivfpq": {1: [65.0, 76.0]}}
+    protocol = {**PROTOCOL, "mean_positives": 12.0, "chance_level": 100 * 12 / 72, "n_database": 72}
+    bootstrap = {
+        "resamples": 2000,
+        "seed": 0,
+        "level": 0.95,
+        "method": "percentile, queries resampled with replacement",
+    }
+    raw = report(
+        tmp_path, manifest, recalls={**RECALLS, **IVFPQ}, protocol=protocol, intervals=intervals, bootstrap=bootstrap
+    ).read_text(encoding="utf-8")
+    assert '<td>80.00 <span class="ci">[75.1, 84.9]</span></td>' in raw
+    assert '<td>95.50 <span class="ci">[92.0, 98.5]</span></td>' in raw
+    assert '<td>70.50 <span class="ci">[65.0, 76.0]</span></td>' in raw
+    assert "<td>97.25</td>" in raw and "<td>90.00</td>" in raw  # no interval given: the recall alone
+    lost = re.search(r'<tr class="loss">(.*?)</tr>', raw).group(1)
+    assert re.findall(r"<td>([-\d.]+)</td>", lost) == ["9.50", "5.50", "0.25", "1.00"]
+    assert "Chance level 16.7% (mean 12.0 positives per query / 72 database images)" in raw
+    assert "95% bootstrap intervals" in raw and "2000 resamples, seed 0" in raw
+    plain = report(tmp_path, manifest).read_text(encoding="utf-8")  # an older protocol: no chance line
+    assert "Chance level" not in plain and 'class="ci"' not in plain

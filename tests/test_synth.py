@@ -23,7 +23,7 @@ from vgdata.groups import GroupsConfig, split_groups
 from vgdata.panorama import strip_windows
 from vgdata.schema import IMAGES, from_columns
 from vgdata.synth import PRESETS, SynthConfig, synth
-from vgdata.synth.generate import Frame, plan_captures
+from vgdata.synth.generate import Frame, driven_streets, plan_captures, plan_queries
 from vgdata.synth.scene import make_scene
 
 
@@ -44,7 +44,7 @@ def test_outputs_and_readme(tiny):
         assert im.size == (512, 256)
     readme = (tiny / "README.txt").read_text()
     assert "preset: tiny" in readme and "seed: 0" in readme and f"panoramas: {len(rows)}" in readme
-    assert "vgdata-synth/2" in readme
+    assert "vgdata-synth/3" in readme
     v1 = sorted((tiny / "queries_v1").glob("*.jpg"))
     assert len(v1) == PRESETS["tiny"].queries_v1
     gps = Image.open(v1[0]).getexif().get_ifd(0x8825)
@@ -81,10 +81,12 @@ def test_ingested_with_no_special_case(tiny, tiny_catalog):
     assert all(h is not None and 0 <= h < 360 for h, _, _ in v2)
 
 
-def _register_plan(cat: Path, preset_name: str, seed: int) -> int:
-    """Catalog rows for every strip crop of a preset's capture plan (the rendered positions)."""
+def _register_plan(cat: Path, preset_name: str, seed: int, years: set[int] | None = None) -> int:
+    """Catalog rows for every strip crop of a preset's capture plan (the rendered positions),
+    of the given capture years (default: all)."""
     preset = PRESETS[preset_name]
     captures = plan_captures(make_scene(seed, size_m=preset.size_m).streets, preset, seed)
+    captures = [c for c in captures if years is None or c.year in years]
     frame = Frame.at(37.7749, -122.4194)
     lat, lon = frame.latlon(np.array([c.x for c in captures]), np.array([c.y for c in captures]))
     utm = geo.latlon_to_utm(lat, lon)
@@ -104,11 +106,43 @@ def _register_plan(cat: Path, preset_name: str, seed: int) -> int:
     return len(captures)
 
 
-def test_demo_preset_has_at_least_8_cosplace_groups(tmp_path):
-    n = _register_plan(tmp_path / "cat", "demo", 0)
-    assert 150 <= n <= 400  # "a few hundred panoramas"
-    r = split_groups(GroupsConfig(tmp_path / "cat"))  # CosPlace's defaults: M=10, alpha=30, N=5, L=2, mipc=10
-    assert r.total_groups >= 8 and r.manifest_images > 0
+def test_demo_preset_has_at_least_8_cosplace_groups_in_its_training_years(tmp_path):
+    preset = PRESETS["demo"]
+    train_years = set(preset.years) - {preset.test_year}
+    assert preset.test_year in preset.years and len(train_years) >= 4
+    n = _register_plan(tmp_path / "cat", "demo", 0, train_years)
+    streets = len(driven_streets(make_scene(0, size_m=preset.size_m).streets, preset))
+    per_year = preset.drive_m / preset.spacing_m  # each street gives its length / spacing, +-1
+    assert abs(n - len(train_years) * per_year) <= len(train_years) * streets
+    # CosPlace's M=10, alpha=30, N=5, L=2 with the demo's min_images_per_class (EigenPlaces' 5): a class
+    # of one 10 m cell and one 30 degree bin gets ~1 crop per panorama, 10 / 6.25 panoramas per year
+    from vgdata.demo import DEMO_MIN_IMAGES_PER_CLASS
+
+    assert len(train_years) * 10 / preset.spacing_m >= DEMO_MIN_IMAGES_PER_CLASS
+    r = split_groups(GroupsConfig(tmp_path / "cat", min_images_per_class=DEMO_MIN_IMAGES_PER_CLASS))
+    assert r.total_groups >= 8 and r.manifest_classes >= 8 * 20
+
+
+def test_demo_preset_one_year_test_database_is_far_from_chance():
+    """Every year drives the same streets; every query has panoramas of the test year within 25 m,
+    and those are few against the test year's panoramas (chance at R@1 <= 3%)."""
+    preset = PRESETS["demo"]
+    scene = make_scene(0, size_m=preset.size_m)
+    captures = plan_captures(scene.streets, preset, 0)
+    xy = {y: np.array([(c.x, c.y) for c in captures if c.year == y]) for y in preset.years}
+    test = xy[preset.test_year]
+    test_spacing = preset.test_spacing_m or preset.spacing_m
+    assert abs(len(test) - preset.drive_m / test_spacing) <= len(driven_streets(scene.streets, preset))
+    for year, pts in xy.items():  # the same lanes every year: every panorama near one of the test year
+        d = np.hypot(pts[:, None, 0] - test[None, :, 0], pts[:, None, 1] - test[None, :, 1]).min(axis=1)
+        assert d.max() <= test_spacing, year
+    for kind, n in (("v1", preset.queries_v1), ("v2", preset.queries_v2)):
+        assert n >= 300
+        plans = plan_queries(kind, n, captures, scene.streets, preset, 0)
+        q = np.array([(p.x, p.y) for p in plans])
+        within = (np.hypot(q[:, None, 0] - test[None, :, 0], q[:, None, 1] - test[None, :, 1]) <= 25.0).sum(axis=1)
+        assert within.min() >= 1  # positives in the test year for every query
+        assert within.mean() / len(test) <= 0.03, kind
 
 
 @pytest.mark.parametrize(
@@ -214,7 +248,7 @@ def test_queries_look_along_or_across_the_street_never_at_the_near_facade():
     preset = PRESETS["demo"]
     scene = make_scene(0, size_m=preset.size_m)
     captures = plan_captures(scene.streets, preset, 0)
-    streets = [s for s, _ in driven_streets(scene.streets, preset)]
+    streets = [s for s, _, _ in driven_streets(scene.streets, preset)]
     plans = plan_queries("v2", 300, captures, scene.streets, preset, 0)
 
     def frame(s) -> tuple[float, float, float, float]:  # start and unit direction of a centre line
@@ -227,10 +261,16 @@ def test_queries_look_along_or_across_the_street_never_at_the_near_facade():
 
     off_near_facade = []
     for q in plans:
-        s = min(streets, key=lambda s, q=q: abs(offset(s, q.x, q.y)))  # the street beside the photographer
-        _, _, ux, uy = frame(s)
-        near_facade = (bearing(ux, uy) + (90 if offset(s, q.x, q.y) > 0 else -90)) % 360
-        off_near_facade.append(geo.heading_difference(q.heading, near_facade))
+        assert all(abs(offset(s, q.x, q.y)) >= s.width / 2 - 1e-3 for s in scene.streets)  # off every roadway
+        # the streets by whose kerb the photographer may stand (two at a corner): one is the street
+        by_kerb = [s for s in streets if abs(offset(s, q.x, q.y)) <= s.width / 2 + 1.0 + 1e-3]
+        assert by_kerb
+        off = []
+        for s in by_kerb:
+            _, _, ux, uy = frame(s)
+            near_facade = (bearing(ux, uy) + (90 if offset(s, q.x, q.y) > 0 else -90)) % 360
+            off.append(geo.heading_difference(q.heading, near_facade))
+        off_near_facade.append(max(off))
     off = np.array(off_near_facade)
     assert off.min() >= 50.0 - 1e-6  # along +-40 at worst
     assert 0.2 < np.mean(off > 135) < 0.5  # about a third look across the street

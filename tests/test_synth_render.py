@@ -396,3 +396,35 @@ def test_empty_scenes_render():
     assert occluders(road_only, 2015)  # cars, trees, poles along the one street
     night = render_panorama(road_only, 3.5, 0.0, 0.0, width=64, year=2015, night=True)
     assert night.mean() < img.mean()
+
+
+@pytest.mark.parametrize("night", [False, True])
+def test_az_span_renders_exactly_the_full_columns(city, night):
+    # A window of columns is the same per-column computation: equal bytes where rendered, black elsewhere.
+    x, y, h = street_pose(city, 0, 60.0)
+    width, span = 512, 40.0
+    full = render_panorama(city, x, y, h, width=width, year=2015, night=night)
+    part = render_panorama(city, x, y, h, width=width, year=2015, night=night, az_span=span)
+    offset = (np.arange(width) + 0.5 - width / 2) * 360.0 / width
+    inside = np.abs(offset) <= span
+    assert inside.sum() == 2 * round(span * width / 360)  # 57 columns each side of the centre (hand count)
+    assert np.array_equal(part[:, inside], full[:, inside])
+    assert not part[:, ~inside].any()
+
+
+def test_query_photo_from_a_window_equals_the_full_render(city):
+    # The photo only samples columns inside photo_az_span: cutting it from the window changes no byte.
+    from vgdata.panorama import perspective_crop
+    from vgdata.synth.generate import photo_az_span
+
+    x, y, h = street_pose(city, 1, 40.0)
+    width = 1024
+    full = render_panorama(city, x, y, h, width=width, year=2013)
+    for fov, size, pitch in [(85.0, (480, 640), 15.0), (45.0, (720, 405), -5.0), (70.0, (600, 600), 0.0)]:
+        span = photo_az_span(fov, size, pitch) + 3 * 360.0 / width
+        # the corners bound the azimuth: a wide portrait photo pitched up reaches past fov / 2
+        assert span > fov / 2
+        part = render_panorama(city, x, y, h, width=width, year=2013, az_span=span)
+        a = perspective_crop(full, heading=h, pitch=pitch, fov_deg=fov, out_size=size, pano_heading=h)
+        b = perspective_crop(part, heading=h, pitch=pitch, fov_deg=fov, out_size=size, pano_heading=h)
+        assert np.array_equal(a, b)

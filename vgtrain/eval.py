@@ -10,7 +10,10 @@ denominator. Writes ``predictions.parquet``, ``recalls.json`` (recalls + protoco
 
 Weights: a run folder (``best``, else ``last``), a ``<tag>.pt`` of ours (model rebuilt from its
 ``<tag>.meta.json``), or a CosPlace-layout state dict (``--backbone``; the descriptor size is
-read from ``aggregation.3.weight``).
+read from ``aggregation.3.weight``). Two untrained baselines need no file: ``imagenet``
+(``--backbone EfficientNetLite0``: the shipped ImageNet backbone + L2Norm, GeM p=3, L2Norm, no
+Linear layer; 1280-D) and ``random`` (``--backbone NAME --seed S --fc-output-dim D``: the full
+CosPlace model randomly initialised after ``torch.manual_seed(S)``).
 """
 
 from __future__ import annotations
@@ -36,13 +39,17 @@ class EvalConfig:
     """Parameters of ``vgtrain eval``."""
 
     weights: str
-    """Run folder, checkpoint .pt (ours or CosPlace's state dict)."""
+    """Run folder, checkpoint .pt (ours or CosPlace's state dict), ``imagenet`` or ``random`` (untrained baselines)."""
     eval_set: str
     """Eval manifest (``vgdata eval-set``)."""
     out: str
     """Output folder: predictions.parquet, recalls.json, report.html."""
     backbone: str | None = None
-    """Backbone of a plain state dict without meta.json (ResNet18, ResNet50, ...)."""
+    """Backbone of a plain state dict without meta.json, or of ``imagenet``/``random`` (ResNet18, ..., EfficientNetLite0)."""
+    seed: int = 0
+    """``--weights random`` only: torch.manual_seed before building the model."""
+    fc_output_dim: int = 512
+    """``--weights random`` only: descriptor dimension (output of the Linear layer)."""
     image_size: int | None = None
     """Resize database and query images to this square size (default: native size)."""
     batch_size: int = 16
@@ -66,8 +73,17 @@ class EvalError(ValueError):
     """A user-facing evaluation error."""
 
 
+BASELINES = ("imagenet", "random")
+"""``--weights`` values that evaluate an untrained model instead of a file (see :func:`load_model`)."""
+
+
 def resolve_weights(path: str) -> tuple[Path, dict | None]:
-    """(weights file, meta dict or None) for a run folder, one of our .pt files, or a plain state dict."""
+    """(weights file, meta dict or None) for a run folder, one of our .pt files, or a plain state dict.
+
+    ``imagenet`` and ``random`` are not files: :func:`load_model` handles them before calling this.
+    """
+    if path in BASELINES:
+        raise EvalError(f"--weights {path} is an untrained baseline, not a file: use load_model")
     p = Path(path)
     if p.is_dir():
         for tag in ("best", "last"):
@@ -75,15 +91,65 @@ def resolve_weights(path: str) -> tuple[Path, dict | None]:
                 return p / f"{tag}.pt", json.loads((p / f"{tag}.meta.json").read_text())
         raise EvalError(f"no best.pt or last.pt in {p}; pass a run folder written by `vgtrain fit` or a .pt file")
     if not p.is_file():
-        raise EvalError(f"weights not found: {p}")
+        raise EvalError(f"weights not found: {p} (pass a run folder, a .pt file, `imagenet` or `random`)")
     meta = p.with_name(p.name[: -len(".pt")] + ".meta.json") if p.name.endswith(".pt") else None
     return p, (json.loads(meta.read_text()) if meta is not None and meta.is_file() else None)
 
 
+def _state_dict_digest(model: torch.nn.Module) -> str:
+    """sha256 of a model's weights: every state-dict entry's name, dtype, shape and bytes, in order."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _load_baseline(config: EvalConfig):
+    """load_model for ``--weights imagenet`` / ``--weights random`` (no checkpoint file)."""
+    from vgtrain.model import BACKBONES, build_model, imagenet_weights_path
+
+    kind = config.weights
+    if config.backbone is None:
+        need = "EfficientNetLite0" if kind == "imagenet" else f"NAME ({', '.join(BACKBONES)})"
+        raise EvalError(f"--weights {kind} needs --backbone {need}")
+    if kind == "imagenet":
+        path = imagenet_weights_path(config.backbone)  # ValueError for backbones without shipped weights
+        model = build_model(config.backbone, fc_output_dim=None, backbone_weights="imagenet")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        args = {"backbone": config.backbone, "fc_output_dim": None, "train_all_layers": False}
+        args |= {"weights": "imagenet", "head": "gem", "descriptor_dim": model.descriptor_dim}
+        return model, args, path, digest, None
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the random-init warning: random init is the point here
+        torch.manual_seed(config.seed)
+        model = build_model(config.backbone, fc_output_dim=config.fc_output_dim)
+    args = {"backbone": config.backbone, "fc_output_dim": config.fc_output_dim, "train_all_layers": False}
+    args |= {"weights": "random", "seed": config.seed, "head": "gem+linear", "descriptor_dim": model.descriptor_dim}
+    return model, args, None, _state_dict_digest(model)[:16], None
+
+
 def load_model(config: EvalConfig):
-    """(model with its weights, model args, weights file, its sha256 (first 16 hex digits), meta or None)."""
+    """(model with its weights, model args, weights file, its sha256 (first 16 hex digits), meta or None).
+
+    Baselines (``config.weights`` in :data:`BASELINES`, no checkpoint):
+
+    * ``imagenet``: ``build_model(backbone, fc_output_dim=None, backbone_weights="imagenet")``, the
+      off-the-shelf network (ImageNet backbone, L2Norm, GeM p=3, L2Norm, no Linear layer; only
+      EfficientNetLite0 ships weights). Weights file: the shipped ``.pth``; digest: its sha256.
+    * ``random``: the full CosPlace model (head with Linear, ``config.fc_output_dim``) built right
+      after ``torch.manual_seed(config.seed)`` (the caller's RNG state is restored afterwards).
+      Weights file: None; digest: sha256 of the model's state dict (each entry's name, dtype,
+      shape and bytes, in order), so the same seed on the same torch/timm gives the same digest.
+
+    Their model args add ``weights`` (``imagenet``/``random``), ``seed`` (random), ``head``
+    (``gem`` or ``gem+linear``) and ``descriptor_dim`` to :func:`vgtrain.model.model_args`'s keys.
+    """
     from vgtrain.model import build_model, load_state_dict_checked
 
+    if config.weights in BASELINES:
+        return _load_baseline(config)
     path, meta = resolve_weights(config.weights)
     data = path.read_bytes()  # read once: loaded and hashed
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -113,6 +179,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
 
     from vgtrain.data import EvalManifest
     from vgtrain.dist import setup
+    from vgtrain.stats import LEVEL, METHOD, RESAMPLES, SEED, bootstrap_interval, hits
 
     if config.index not in ("flat", "ivfpq", "both"):
         raise EvalError(f"--index must be flat, ivfpq or both, got {config.index!r}")
@@ -128,7 +195,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
             f"validated on {trained_on[:12]}: another catalog or a rebuilt one"
         )
     device = setup(config.device).device
-    model = model.to(device)
+    model = model.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and GPU
     common = {"image_size": config.image_size, "batch_size": config.batch_size, "num_workers": config.num_workers}
     t0 = time.perf_counter()
     db = compute_descriptors(model, manifest.database, sizes=manifest.database_sizes, device=device, **common)
@@ -136,17 +203,24 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     t_desc = time.perf_counter() - t0
     k = min(max(RECALL_VALUES), len(manifest.database))
     results, timings, predictions = {}, {"descriptors_s": round(t_desc, 3)}, None
+    intervals: dict[str, dict[int, list[float]]] = {}
+    values = tuple(n for n in RECALL_VALUES if n <= k) or (1,)
     kinds = ["flat", "ivfpq"] if config.index == "both" else [config.index]
     for kind in kinds:
         t = time.perf_counter()
         dist, idx = _search(db, q, k, kind, config)
         timings[f"search_{kind}_s"] = round(time.perf_counter() - t, 3)
-        results[kind] = recalls(idx, manifest.positives, tuple(n for n in RECALL_VALUES if n <= k) or (1,))
+        results[kind] = recalls(idx, manifest.positives, values)
+        found = hits(idx, manifest.positives, values)  # per query: found at N; resampled for the intervals
+        intervals[kind] = {
+            n: list(bootstrap_interval(found[:, j], RESAMPLES, SEED, LEVEL)) for j, n in enumerate(values)
+        }
         if predictions is None:
             predictions = _predictions_table(dist, idx, manifest)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(predictions, out / "predictions.parquet")
+    mean_positives = float(np.mean([len(p) for p in manifest.positives]))  # queries without positives count 0
     protocol = {
         "eval_set": str(Path(config.eval_set).resolve()),
         "database": manifest.params.get("database"),
@@ -154,10 +228,13 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         "n_database": len(manifest.database),
         "n_queries": len(manifest.queries),
         "queries_without_positives": int(sum(len(p) == 0 for p in manifest.positives)),
+        "mean_positives": mean_positives,
+        "chance_level": 100.0 * mean_positives / len(manifest.database),
+        "eval_set_fingerprint": _eval_set_fingerprint(manifest),
         "threshold_m": manifest.params.get("threshold"),
         "image_size": config.image_size or "native",
         "model": args,
-        "checkpoint": str(weights_path.resolve()),
+        "checkpoint": str(weights_path.resolve()) if weights_path is not None else None,  # None: --weights random
         "checkpoint_sha256": digest,
         "catalog_fingerprint": manifest.catalog_fingerprint,
         "index": config.index,
@@ -165,7 +242,14 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         "device": str(device),
         "timings": timings,
     }
-    report = {"recalls": results, "protocol": protocol, "warning": warning}
+    bootstrap = {"resamples": RESAMPLES, "seed": SEED, "level": LEVEL, "method": METHOD}
+    report = {
+        "recalls": results,
+        "intervals": intervals,
+        "bootstrap": bootstrap,
+        "protocol": protocol,
+        "warning": warning,
+    }
     if "ivfpq" in results and "flat" in results:
         report["ivfpq_recall_lost"] = {n: round(results["flat"][n] - results["ivfpq"][n], 3) for n in results["flat"]}
     (out / "recalls.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -178,6 +262,8 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
             write_report(
                 out,
                 recalls=results,
+                intervals=intervals,
+                bootstrap=bootstrap,
                 protocol=protocol,
                 predictions=predictions,
                 manifest=manifest,
@@ -223,3 +309,32 @@ def _predictions_table(dist: np.ndarray, idx: np.ndarray, manifest):
             "is_positive": pa.array(positive.reshape(-1), pa.bool_()),
         }
     )
+
+
+def _eval_set_fingerprint(manifest) -> str:
+    """sha256 of what an eval set is: its database and queries in idx order and each query's positives.
+
+    Hashes the manifest's rows (role, idx, image_id, collection, relative path, positives) and the
+    threshold, not the file's bytes, so the same eval set written again (another pyarrow, other image
+    roots, a re-run of ``vgdata eval-set``) keeps its fingerprint while other queries, another
+    database or other positives change it. Two evals with equal fingerprints have the same query at
+    every ``query_idx`` and can be compared query by query (``vgtrain compare``).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(manifest.path, columns=["role", "idx", "image_id", "collection", "path", "positives"])
+    t = t.take(pc.sort_indices(t, sort_keys=[("role", "ascending"), ("idx", "ascending")]))
+    h = hashlib.sha256(b"vgtrain eval set v1\0")
+    h.update(json.dumps({"threshold": manifest.params.get("threshold")}, sort_keys=True).encode())
+    for name in ("role", "collection", "path"):
+        h.update(name.encode() + b"\0")
+        h.update("\0".join(map(str, t[name].to_pylist())).encode())
+    for name in ("idx", "image_id"):
+        h.update(name.encode() + b"\0")
+        h.update(t[name].to_numpy().astype("<i8").tobytes())
+    pos = t["positives"].combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(pos), -1).to_numpy(zero_copy_only=False)  # null (database row): -1
+    h.update(b"positives\0" + lengths.astype("<i8").tobytes())
+    h.update(pc.list_flatten(pos).to_numpy(zero_copy_only=False).astype("<i8").tobytes())
+    return h.hexdigest()

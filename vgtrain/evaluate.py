@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vgtrain.stats import hits
+
 RECALL_VALUES = (1, 5, 10, 20)
 
 
@@ -34,7 +36,8 @@ def compute_descriptors(
     out: np.ndarray | None = None
     loader = eval_loader(paths, image_size=image_size, batch_size=batch_size, num_workers=num_workers, sizes=sizes)
     for images, idx in loader:
-        desc = model(normalize(images.to(device))).float().cpu().numpy()
+        x = normalize(images.to(device)).contiguous(memory_format=torch.channels_last)
+        desc = model(x).float().cpu().numpy()
         if out is None:
             out = np.empty((len(paths), desc.shape[1]), dtype=np.float32)
         out[idx.numpy()] = desc
@@ -43,14 +46,14 @@ def compute_descriptors(
 
 def recalls(predictions: np.ndarray, positives: list[np.ndarray], values=RECALL_VALUES) -> dict[int, float]:
     """Recall@N in percent (CosPlace's definition) from (Q, k) predicted database indices."""
-    counts = np.zeros(len(values))
-    for preds, pos in zip(predictions, positives, strict=True):
-        for i, n in enumerate(values):
-            if np.isin(preds[:n], pos).any():
-                counts[i:] += 1
-                break
-    total = max(len(positives), 1)
-    return {n: float(100.0 * c / total) for n, c in zip(values, counts, strict=True)}
+    return recalls_from_hits(hits(predictions, positives, values), values)
+
+
+def recalls_from_hits(found: np.ndarray, values=RECALL_VALUES) -> dict[int, float]:
+    """Recall@N in percent from the (Q, len(values)) hit matrix of :func:`vgtrain.stats.hits`."""
+    total = max(found.shape[0], 1)
+    counts = found.sum(axis=0)
+    return {n: float(100.0 * int(c) / total) for n, c in zip(values, counts, strict=True)}
 
 
 def evaluate(model, manifest, *, image_size, batch_size, num_workers, device, values=RECALL_VALUES) -> dict[int, float]:

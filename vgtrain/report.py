@@ -3,9 +3,12 @@
 :func:`write_report` puts in one file, with every image embedded as a base64 data URI (no
 external file, stylesheet, script or URL):
 
-1. the recall table, one row per index kind (``flat``, ``ivfpq``, ...) and, when both flat
-   and IVF-PQ were searched, the recall IVF-PQ loses (flat - ivfpq) per N; then the protocol
-   (sets, counts, threshold, model, checkpoint, index parameters, timings) as a table;
+1. the recall table, one row per index kind (``flat``, ``ivfpq``, ...), each recall with its
+   95% bootstrap interval in brackets when given, and, when both flat and IVF-PQ were searched,
+   the recall IVF-PQ loses (flat - ivfpq) per N; below it the chance level (mean positives per
+   query / database size: the R@1 a random ranking gets, roughly) and how the intervals were
+   made; then the protocol (sets, counts, threshold, model, checkpoint, index parameters,
+   timings) as a table;
 2. a map (matplotlib, Agg canvas, PNG): database positions as small grey points, queries green
    when their first prediction is a positive (correct at R@1) and red otherwise, in metres
    from the south-west corner of the UTM coordinates of the eval manifest;
@@ -59,6 +62,7 @@ table {{ border-collapse: collapse; }}
 table.recalls th, table.recalls td, table.protocol th, table.protocol td {{
   border: 1px solid #ccc; padding: 3px 10px; }}
 table.recalls td {{ text-align: right; font-variant-numeric: tabular-nums; }}
+table.recalls span.ci {{ color: #666; font-size: 0.85em; }}
 table.recalls tr.loss td, table.recalls tr.loss th {{ color: #a33; font-style: italic; }}
 table.protocol th {{ text-align: left; font-weight: normal; color: #555; background: #f6f6f6; }}
 table.protocol td {{ font-family: ui-monospace, monospace; font-size: 0.9em; word-break: break-all; }}
@@ -86,11 +90,16 @@ def write_report(
     num_preds_to_save: int = 20,
     top_k: int = 5,
     thumb_size: int = 128,
+    intervals: Mapping[str, Mapping[Any, Sequence[float]]] | None = None,
+    bootstrap: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and return its path.
 
     ``recalls``: ``{"flat": {1: 43.2, 5: ...}}`` and optionally ``"ivfpq"`` (percent; N may be
-    int or str). ``protocol``: a dict rendered as a table (nested dicts become dotted keys).
+    int or str). ``protocol``: a dict rendered as a table (nested dicts become dotted keys); its
+    ``chance_level``, ``mean_positives`` and ``n_database`` give the chance-level line.
+    ``intervals``: ``{"flat": {1: [lo, hi], ...}}`` (percent), shown after each recall;
+    ``bootstrap``: how they were made (``resamples``, ``seed``, ``level``, ``method``).
     ``predictions``: the top-k per query (of the flat index when both were searched) (:data:`PREDICTION_COLUMNS`).
     ``manifest``: a :class:`vgtrain.data.EvalManifest` (image paths; ``manifest.path`` for UTM).
     Raises ValueError for a predictions table without the needed columns, indices outside the
@@ -125,7 +134,8 @@ def write_report(
         f"<h1>{_esc(title)}</h1>",
         _summary_html(correct, manifest),
         "<h2>Recall@N (%)</h2>",
-        _recalls_html(recalls),
+        _recalls_html(recalls, intervals),
+        _chance_html(protocol, bootstrap if intervals else None),
         "<h2>Protocol</h2>",
         _protocol_html(protocol),
         "<h2>Map</h2>",
@@ -207,22 +217,42 @@ def _fmt_pct(v: Any) -> str:
         return _esc(v)
 
 
-def _recalls_html(recalls: Mapping[str, Mapping[Any, float]]) -> str:
+def _fmt_interval(iv: Any) -> str:
+    """`` [lo, hi]`` (one decimal) for a pair of numbers, else ''."""
+    try:
+        lo, hi = (float(x) for x in iv)
+    except (TypeError, ValueError):
+        return ""
+    return f' <span class="ci">[{lo:.1f}, {hi:.1f}]</span>'
+
+
+def _by_n(values: Mapping[Any, Any] | None) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    for n, v in (values or {}).items():
+        key = _recall_key(n)
+        if key is not None:
+            out[key] = v
+    return out
+
+
+def _recalls_html(
+    recalls: Mapping[str, Mapping[Any, float]], intervals: Mapping[str, Mapping[Any, Sequence[float]]] | None = None
+) -> str:
     if not recalls:
         return '<p class="note">No recall values.</p>'
     kinds = sorted(recalls, key=lambda k: ({"flat": 0, "ivfpq": 1}.get(k, 2), k))
-    table: dict[str, dict[int, float]] = {}
-    for kind in kinds:
-        table[kind] = {}
-        for n, v in (recalls[kind] or {}).items():
-            key = _recall_key(n)
-            if key is not None:
-                table[kind][key] = v
+    table = {kind: _by_n(recalls[kind]) for kind in kinds}
+    cis = {kind: _by_n((intervals or {}).get(kind)) for kind in kinds}
     ns = sorted({n for row in table.values() for n in row})
     head = "".join(f'<th scope="col">R@{n}</th>' for n in ns)
     rows = [f'<table class="recalls"><thead><tr><th scope="col">index</th>{head}</tr></thead><tbody>']
     for kind in kinds:
-        cells = "".join(f"<td>{_fmt_pct(table[kind][n])}</td>" if n in table[kind] else "<td>&ndash;</td>" for n in ns)
+        cells = "".join(
+            f"<td>{_fmt_pct(table[kind][n])}{_fmt_interval(cis[kind].get(n))}</td>"
+            if n in table[kind]
+            else "<td>&ndash;</td>"
+            for n in ns
+        )
         rows.append(f'<tr><th scope="row">{_esc(kind)}</th>{cells}</tr>')
     if "flat" in table and "ivfpq" in table:
         cells = []
@@ -234,6 +264,41 @@ def _recalls_html(recalls: Mapping[str, Mapping[Any, float]]) -> str:
         rows.append(f'<tr class="loss"><th scope="row">recall lost (flat &minus; ivfpq)</th>{"".join(cells)}</tr>')
     rows.append("</tbody></table>")
     return "".join(rows)
+
+
+def chance_text(protocol: Mapping[str, Any]) -> str | None:
+    """``chance level 1.2% (mean 14.3 positives per query / 1,200 database images)``, or None.
+
+    From the protocol's ``chance_level`` (percent), ``mean_positives`` and ``n_database``; None when
+    one is missing (a recalls.json of an older vgtrain).
+    """
+    try:
+        chance = float(protocol["chance_level"])
+        mean_pos = float(protocol["mean_positives"])
+        n_db = int(protocol["n_database"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    pct = f"{chance:.1f}" if chance >= 1 else f"{chance:.2g}"
+    return f"chance level {pct}% (mean {mean_pos:.1f} positives per query / {n_db:,} database images)"
+
+
+def _chance_html(protocol: Mapping[str, Any], bootstrap: Mapping[str, Any] | None) -> str:
+    """The chance level (from the protocol) and how the intervals were made, as notes; '' without either."""
+    notes = []
+    chance = chance_text(protocol)
+    if chance:
+        notes.append(f"{chance[0].upper()}{chance[1:]}: roughly the R@1 of a random ranking.")
+    if bootstrap:
+        level = bootstrap.get("level", 0.95)
+        try:
+            pct = f"{100 * float(level):g}%"
+        except (TypeError, ValueError):
+            pct = str(level)
+        notes.append(
+            f"In brackets: {pct} bootstrap intervals ({bootstrap.get('method', 'percentile')}; "
+            f"{bootstrap.get('resamples', '?')} resamples, seed {bootstrap.get('seed', '?')})."
+        )
+    return "".join(f'<p class="note">{_esc(n)}</p>' for n in notes)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

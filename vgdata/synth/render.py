@@ -946,11 +946,15 @@ def render_panorama(
     year: int,
     cam_height: float = 2.5,
     night: bool = False,
+    az_span: float | None = None,
 ) -> np.ndarray:
     """An equirectangular panorama ``(width // 2, width, 3)`` uint8 seen from ``(x, y)``.
 
     ``heading``: azimuth of the centre column (degrees clockwise from north); ``year`` selects the
     paint, occluders and light; ``cam_height`` in metres; ``night`` for a night scene.
+    ``az_span`` (degrees): render only the columns whose centre lies within ``az_span`` of the
+    centre column (the others stay black); those columns are exactly what a full render gives
+    them (every column is shaded on its own), so a photo cut from inside the span is unchanged.
     """
     width = int(width)
     if width < 8 or width % 2:
@@ -964,6 +968,12 @@ def render_panorama(
     yr = _cached("year", (scene.key, int(year)), lambda: _year_state(scene, year))
 
     az, dx, dy = _column_rays(heading, width)
+    full_width, kept = width, None
+    if az_span is not None:  # a window of columns: the same per-column computation on fewer columns
+        offset = (np.arange(width, dtype=np.float64) + 0.5 - width / 2.0) * (360.0 / width)
+        kept = np.flatnonzero(np.abs(offset) <= float(az_span))
+        az, dx, dy = az[kept], dx[kept], dy[kept]
+        width = len(kept)
     az_rad = np.radians(az)
     el = np.radians(90.0 - (np.arange(height, dtype=np.float64) + 0.5) * (180.0 / height))
     tanel = np.tan(el)
@@ -996,7 +1006,7 @@ def render_panorama(
         cl = flat[fidx].astype(np.int64) * width + cols
         tpix = t_k.ravel()[cl]
         z = cam + tpix * tanel[rows]
-        img[fidx] = _facade_colours(scene, fac, yr, t_k, seg_k, s_k, cl, z, width, night, haze)
+        img[fidx] = _facade_colours(scene, fac, yr, t_k, seg_k, s_k, cl, z, full_width, night, haze)
         depth[fidx] = tpix
 
     # 3. ground and 4. sky
@@ -1023,4 +1033,9 @@ def render_panorama(
     occ = _occluder_hits(prims, x, y, dx, dy, OCCLUDER_LAYERS)
     img3 = img.reshape(height, width, 3)
     _occluder_pass(img3, depth.reshape(height, width), prims, occ, tanel, cam, night, yr, haze)
-    return np.clip(img3 + 0.5, 0, 255).astype(np.uint8)
+    out = np.clip(img3 + 0.5, 0, 255).astype(np.uint8)
+    if kept is None:
+        return out
+    full = np.zeros((height, full_width, 3), dtype=np.uint8)
+    full[:, kept] = out
+    return full
