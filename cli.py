@@ -558,7 +558,14 @@ def eval_cmd(
             "(EfficientNetLite0 ImageNet backbone + GeM, no Linear) or `random` (random init, see --seed)."
         ),
     ],
-    eval_set: Annotated[str, typer.Option(help="Eval manifest (vgdata eval-set).")],
+    eval_set: Annotated[
+        list[str],
+        typer.Option(
+            help="Eval manifest (vgdata eval-set). Repeat it to evaluate several sets with one model: each goes to "
+            "OUT/<name> (eval_queries_v1.parquet -> OUT/queries_v1), and a database shared by several sets is "
+            "embedded once."
+        ),
+    ],
     out: Annotated[str, typer.Option(help="Folder for predictions.parquet, recalls.json, report.html.")],
     backbone: Annotated[
         str | None,
@@ -583,23 +590,29 @@ def eval_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Recall@1/5/10/20 of a model on an eval manifest; writes predictions, recalls.json and report.html."""
-    from vgtrain.eval import EvalConfig, run_eval
+    from vgtrain.eval import EvalConfig, run_eval, run_evals
     from vgtrain.knn import IndexSpec
 
     config = EvalConfig(
-        weights=weights, eval_set=eval_set, out=out, backbone=backbone, seed=seed, fc_output_dim=fc_output_dim,
+        weights=weights, eval_set=eval_set[0], out=out, backbone=backbone, seed=seed, fc_output_dim=fc_output_dim,
         image_size=image_size, batch_size=batch_size, num_workers=num_workers, device=device, index=index,
         ivfpq=IndexSpec(kind="ivfpq", nlist=nlist, m=pq_m, nbits=pq_nbits, nprobe=nprobe, rerank=rerank),
         num_preds_to_save=num_preds_to_save,
     )  # fmt: skip
     try:
-        report = run_eval(config)
+        reports = run_evals(config, eval_set) if len(eval_set) > 1 else [run_eval(config)]
     except (ValueError, FileNotFoundError) as e:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)  # keeps 'vgdata[train]'
         raise typer.Exit(1) from None
     if json_out:
-        print(json.dumps(report, indent=2, default=str))
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, default=str))
         return
+    for report in reports:
+        _print_eval(report)
+
+
+def _print_eval(report: dict) -> None:
+    """The recall table (with intervals), the chance level and the protocol line of one eval."""
     if report.get("warning"):
         err_console.print(f"[yellow]warning:[/] {report['warning']}")
     from vgtrain.report import chance_text

@@ -143,3 +143,30 @@ def test_index_both_reports_the_recall_ivfpq_loses(run, tmp_path):
          "--image-size", "64", "--index", "ivfpq", "--pq-m", "7"],
     )  # fmt: skip
     assert res.exit_code == 1 and "PQ m=7 must divide D=32" in res.output and "Traceback" not in res.output
+
+
+def test_several_eval_sets_share_the_database_descriptors(run, tiny_catalog, tmp_path):
+    # v1 and v2 against the same database: one call, two folders, the database embedded once, and
+    # every recall equal to what each eval set gives on its own.
+    out, v2 = run
+    v1 = eval_set(tiny_catalog, name="v1", database="database", queries="queries_v1").manifest
+    res = CliRunner().invoke(
+        vgtrain_app,
+        ["eval", "--weights", str(out), "--eval-set", v1, "--eval-set", v2, "--out", str(tmp_path / "both"),
+         "--image-size", "64", "--num-workers", "0"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    first = json.loads((tmp_path / "both" / "v1" / "recalls.json").read_text())
+    second = json.loads((tmp_path / "both" / "v2" / "recalls.json").read_text())
+    assert first["protocol"]["timings"]["database_descriptors_reused"] is False
+    assert second["protocol"]["timings"]["database_descriptors_reused"] is True
+    for manifest, together in ((v1, first), (v2, second)):
+        alone = run_eval(
+            EvalConfig(weights=str(out), eval_set=manifest, out=str(tmp_path / "alone"), image_size=64, num_workers=0)
+        )
+        assert together["recalls"] == json.loads(json.dumps(alone["recalls"]))
+        assert together["protocol"]["eval_set_fingerprint"] == alone["protocol"]["eval_set_fingerprint"]
+    clash = CliRunner().invoke(
+        vgtrain_app, ["eval", "--weights", str(out), "--eval-set", v2, "--eval-set", v2, "--out", str(tmp_path / "x")]
+    )
+    assert clash.exit_code == 1 and "share a name" in clash.output

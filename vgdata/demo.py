@@ -237,30 +237,39 @@ def evaluate_all(
     manifests: Path | None = None,
     baselines: Path | None = None,
 ) -> dict[tuple[str, str], Path]:
-    """vgtrain eval of the three networks on each eval set; returns the eval folder per (model, eval set).
+    """vgtrain eval of the three networks on the eval sets; returns the eval folder per (model, eval set).
 
-    The trained network's folders go in ``run``, the two untrained baselines' in ``baselines``
-    (default ``run``), so that several training runs can share them. Finished evals are reused.
+    One ``vgtrain eval`` per network for all its eval sets (the shared test database is embedded
+    once): ``<run>/eval_trained/<set>``, and ``<baselines>/eval_random/<set>``,
+    ``<baselines>/eval_imagenet/<set>`` (``baselines`` defaults to ``run``, so that several training
+    runs can share them). Finished evals are reused.
     """
     manifests = manifests or catalog / "manifests"
     baselines = baselines or run
     weights = run / "last.pt"
     folders = {}
     for model in MODELS:
+        out = (run if model == "trained" else baselines) / f"eval_{model}"  # one folder per eval set inside
+        todo = []
         for q in eval_sets:
-            out = (run if model == "trained" else baselines) / f"eval_{model}_{q}"
-            saved = out / "recalls.json"
+            saved = out / q / "recalls.json"
             manifest = manifests / f"eval_{q}.parquet"
             fresh = saved.is_file() and saved.stat().st_mtime >= manifest.stat().st_mtime
             if model == "trained":  # else stale weights
                 fresh = fresh and saved.stat().st_mtime >= weights.stat().st_mtime
             if not fresh:
-                source = {"random": ["random", "--backbone", DEMO_BACKBONE, "--seed", "0"],
-                          "imagenet": ["imagenet", "--backbone", DEMO_BACKBONE],
-                          "trained": [weights]}[model]  # fmt: skip
-                _vgtrain("eval", "--weights", *source, "--eval-set", manifest, "--out", out,
-                         "--image-size", DEMO_IMAGE_SIZE, "--num-workers", num_workers, "--device", device)  # fmt: skip
-            folders[(model, q)] = out
+                todo += ["--eval-set", manifest]
+            folders[(model, q)] = out / q
+        if todo and len(todo) == 2:  # a single eval set writes straight into --out: give it its own folder
+            todo_out = out / Path(todo[1]).name.removesuffix(".parquet").removeprefix("eval_")
+        else:
+            todo_out = out
+        if todo:
+            source = {"random": ["random", "--backbone", DEMO_BACKBONE, "--seed", "0"],
+                      "imagenet": ["imagenet", "--backbone", DEMO_BACKBONE],
+                      "trained": [weights]}[model]  # fmt: skip
+            _vgtrain("eval", "--weights", *source, *todo, "--out", todo_out, "--image-size", DEMO_IMAGE_SIZE,
+                     "--num-workers", num_workers, "--device", device)  # fmt: skip
     return folders
 
 
@@ -303,7 +312,7 @@ def print_table(folders: dict[tuple[str, str], Path], run: Path) -> None:
     print("\nrecall (%) on the demo's queries against the one-year test database, 95% bootstrap intervals:")
     print("\n".join(summary_rows(folders)))
     for q in EVAL_SETS:
-        print(f"report: {run / f'eval_trained_{q}' / 'report.html'}")
+        print(f"report: {run / 'eval_trained' / q / 'report.html'}")
 
 
 if __name__ == "__main__":

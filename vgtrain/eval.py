@@ -173,8 +173,35 @@ def load_model(config: EvalConfig):
     return model, args, path, hashlib.sha256(data).hexdigest()[:16], meta
 
 
-def run_eval(config: EvalConfig) -> dict[str, Any]:
-    """Evaluate; write predictions.parquet, recalls.json and report.html; return the recalls.json content."""
+def eval_set_name(path: str | Path) -> str:
+    """The short name of an eval manifest: ``manifests/eval_queries_v1.parquet`` -> ``queries_v1``."""
+    stem = Path(path).name.removesuffix(".parquet")
+    return stem.removeprefix("eval_") or stem
+
+
+def run_evals(config: EvalConfig, eval_sets: list[str]) -> list[dict[str, Any]]:
+    """Evaluate one model on several eval sets: ``config.out/<eval set name>/`` each (see :func:`eval_set_name`).
+
+    The model is loaded once, and database descriptors are computed once for every eval set whose
+    database is the same list of images (SF-XL's v1, v2, night and occlusion queries share one test
+    database). Each folder holds exactly what :func:`run_eval` writes for that eval set alone.
+    """
+    names = [eval_set_name(e) for e in eval_sets]
+    if len(set(names)) != len(names):
+        raise EvalError(f"two eval sets share a name ({', '.join(names)}): their folders under --out would clash")
+    shared: dict[str, Any] = {}
+    return [
+        run_eval(replace(config, eval_set=e, out=str(Path(config.out) / n)), _shared=shared)
+        for e, n in zip(eval_sets, names, strict=True)
+    ]
+
+
+def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate; write predictions.parquet, recalls.json and report.html; return the recalls.json content.
+
+    ``_shared`` (used by :func:`run_evals`) carries the loaded model and the last database's
+    descriptors from one call to the next.
+    """
     import pyarrow.parquet as pq
 
     from vgtrain.data import EvalManifest
@@ -186,7 +213,10 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     manifest = EvalManifest.read(config.eval_set)
     if not manifest.queries:
         raise EvalError(f"{config.eval_set} has no query images; rebuild it with `vgdata eval-set`")
-    model, args, weights_path, digest, meta = load_model(config)
+    shared = {} if _shared is None else _shared
+    if "model" not in shared:
+        shared["model"] = load_model(config)
+    model, args, weights_path, digest, meta = shared["model"]
     warning = None
     trained_on = (meta or {}).get("fingerprints", {}).get("val")
     if trained_on and trained_on != manifest.catalog_fingerprint:
@@ -198,11 +228,19 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     model = model.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and GPU
     common = {"image_size": config.image_size, "batch_size": config.batch_size, "num_workers": config.num_workers}
     t0 = time.perf_counter()
-    db = compute_descriptors(model, manifest.database, sizes=manifest.database_sizes, device=device, **common)
+    db_key = (tuple(manifest.database), config.image_size)
+    reused = shared.get("db_key") == db_key
+    if not reused:
+        shared["db"] = compute_descriptors(
+            model, manifest.database, sizes=manifest.database_sizes, device=device, **common
+        )
+        shared["db_key"] = db_key
+    db = shared["db"]
     q = compute_descriptors(model, manifest.queries, sizes=manifest.query_sizes, device=device, **common)
     t_desc = time.perf_counter() - t0
     k = min(max(RECALL_VALUES), len(manifest.database))
-    results, timings, predictions = {}, {"descriptors_s": round(t_desc, 3)}, None
+    results, predictions = {}, None
+    timings: dict[str, Any] = {"descriptors_s": round(t_desc, 3), "database_descriptors_reused": reused}
     intervals: dict[str, dict[int, list[float]]] = {}
     values = tuple(n for n in RECALL_VALUES if n <= k) or (1,)
     kinds = ["flat", "ivfpq"] if config.index == "both" else [config.index]
