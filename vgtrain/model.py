@@ -312,19 +312,27 @@ def _read_state_dict(path: Path) -> Mapping[str, Tensor]:
 def _load_torchvision_weights(full: nn.Module, backbone: str, path: Path) -> None:
     """Load a torchvision state-dict file into the full model, ignoring the classifier head that the cut drops."""
     state = _read_state_dict(path)
+    kept = _headless_state(
+        full, state, path, f"torchvision's {backbone.lower()}",
+        f"Pass the ImageNet state_dict of torchvision.models.{backbone.lower()}.",
+    )  # fmt: skip
+    full.load_state_dict(kept, strict=False)
+
+
+def _headless_state(full: nn.Module, state: Mapping[str, Tensor], path: Path, model: str, advice: str) -> dict:
+    """``state`` without the classifier head the cut drops; ValueError unless it fills ``full`` exactly (head aside)."""
     kept = {k: v for k, v in state.items() if not k.startswith(_DROPPED_HEADS)}
     expected = {k: v for k, v in full.state_dict().items() if not k.startswith(_DROPPED_HEADS)}
     missing, unexpected, wrong_shape = _mismatch(expected, kept)
     if missing or unexpected or wrong_shape:
         hint = ""
         if any(k.startswith(("backbone.", "aggregation.")) for k in state):
-            hint = " (this looks like a whole CosPlace/vgtrain model, not torchvision backbone weights)"
+            hint = " (this looks like a whole CosPlace/vgtrain model, not backbone weights)"
         raise ValueError(
-            f"backbone weights {path} do not fit torchvision's {backbone.lower()}{hint}: "
-            f"{_describe_mismatch(missing, unexpected, wrong_shape)}. "
-            f"Pass the ImageNet state_dict of torchvision.models.{backbone.lower()}."
+            f"backbone weights {path} do not fit {model}{hint}: "
+            f"{_describe_mismatch(missing, unexpected, wrong_shape)}. {advice}"
         )
-    full.load_state_dict(kept, strict=False)
+    return kept
 
 
 def imagenet_weights_path(backbone: str = "EfficientNetLite0") -> Path:
@@ -429,18 +437,11 @@ def _load_lite0_weights(full: nn.Module, backbone_weights: str | Path) -> None:
                 f"backbone weights {path}: keys that fit no tensor of timm's {_LITE0_TIMM}: {_listing(unmapped)}"
             )
         state = mapped
-    kept = {k: v for k, v in state.items() if not k.startswith(_DROPPED_HEADS)}
-    expected = {k: v for k, v in full.state_dict().items() if not k.startswith(_DROPPED_HEADS)}
-    missing, unexpected, wrong_shape = _mismatch(expected, kept)
-    if missing or unexpected or wrong_shape:
-        hint = ""
-        if any(k.startswith(("backbone.", "aggregation.")) for k in state):
-            hint = " (this looks like a whole CosPlace/vgtrain model, not backbone weights)"
-        raise ValueError(
-            f"backbone weights {path} do not fit EfficientNet-Lite0 ({_LITE0_TIMM}){hint}: "
-            f"{_describe_mismatch(missing, unexpected, wrong_shape)}. Pass `imagenet` or a state dict "
-            "of efficientnet_lite_pytorch's efficientnet-lite0 or of timm's tf_efficientnet_lite0."
-        )
+    kept = _headless_state(
+        full, state, path, f"EfficientNet-Lite0 ({_LITE0_TIMM})",
+        "Pass `imagenet` or a state dict of efficientnet_lite_pytorch's efficientnet-lite0 or of timm's "
+        "tf_efficientnet_lite0.",
+    )  # fmt: skip
     result = full.load_state_dict(kept, strict=False)
     not_filled = [k for k in result.missing_keys if not k.startswith(_DROPPED_HEADS)]
     if not_filled or result.unexpected_keys:  # cannot happen after the check above; kept as a guard
