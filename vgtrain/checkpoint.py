@@ -22,6 +22,22 @@ import numpy as np
 import torch
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 (hex) of a model's weights: every state-dict entry's name, dtype, shape and bytes, in order.
+
+    Equal on two processes or runs exactly when their weights are bit-identical (the DDP ranks'
+    check, the seeded random baseline of ``vgtrain eval``).
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".tmp-{path.name}")
     torch.save(obj, tmp)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vgtrain.stats import LEVEL, MISS, RESAMPLES, SEED, paired_bootstrap
+from vgtrain.stats import LEVEL, MISS, RESAMPLES, SEED, hits_from_first_rank, paired_bootstrap
 
 RECALLS_FILE = "recalls.json"
 PREDICTIONS_FILE = "predictions.parquet"
@@ -78,7 +78,7 @@ def compare(
     found = {}
     for side in reports:
         first = first_hit_ranks(folders[side] / PREDICTIONS_FILE, nq)
-        found[side] = first[:, None] < np.asarray(values, dtype=np.int64)[None, :]
+        found[side] = hits_from_first_rank(first, values)
         for j, n in enumerate(values):
             derived = 100.0 * found[side][:, j].sum() / max(nq, 1)
             if abs(derived - recalled[side][n]) > _TOLERANCE:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vgtrain.evaluate import RECALL_VALUES, compute_descriptors, recalls
+from vgtrain.evaluate import RECALL_VALUES, compute_descriptors, recalls_from_hits
 from vgtrain.knn import IndexSpec, search
 
 
@@ -96,18 +96,9 @@ def resolve_weights(path: str) -> tuple[Path, dict | None]:
     return p, (json.loads(meta.read_text()) if meta is not None and meta.is_file() else None)
 
 
-def _state_dict_digest(model: torch.nn.Module) -> str:
-    """sha256 of a model's weights: every state-dict entry's name, dtype, shape and bytes, in order."""
-    h = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def _load_baseline(config: EvalConfig):
     """load_model for ``--weights imagenet`` / ``--weights random`` (no checkpoint file)."""
+    from vgtrain.checkpoint import weights_digest
     from vgtrain.model import BACKBONES, build_model, imagenet_weights_path
 
     kind = config.weights
@@ -127,7 +118,7 @@ def _load_baseline(config: EvalConfig):
         model = build_model(config.backbone, fc_output_dim=config.fc_output_dim)
     args = {"backbone": config.backbone, "fc_output_dim": config.fc_output_dim, "train_all_layers": False}
     args |= {"weights": "random", "seed": config.seed, "head": "gem+linear", "descriptor_dim": model.descriptor_dim}
-    return model, args, None, _state_dict_digest(model)[:16], None
+    return model, args, None, weights_digest(model)[:16], None
 
 
 def load_model(config: EvalConfig):
@@ -206,7 +197,16 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None) -> di
 
     from vgtrain.data import EvalManifest
     from vgtrain.dist import setup
-    from vgtrain.stats import LEVEL, METHOD, RESAMPLES, SEED, bootstrap_interval, hits
+    from vgtrain.stats import (
+        LEVEL,
+        METHOD,
+        RESAMPLES,
+        SEED,
+        bootstrap_interval,
+        first_hit_rank,
+        hits_from_first_rank,
+        is_positive,
+    )
 
     if config.index not in ("flat", "ivfpq", "both"):
         raise EvalError(f"--index must be flat, ivfpq or both, got {config.index!r}")
@@ -248,13 +248,14 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None) -> di
         t = time.perf_counter()
         dist, idx = _search(db, q, k, kind, config)
         timings[f"search_{kind}_s"] = round(time.perf_counter() - t, 3)
-        results[kind] = recalls(idx, manifest.positives, values)
-        found = hits(idx, manifest.positives, values)  # per query: found at N; resampled for the intervals
+        positive = is_positive(idx, manifest.positives)  # (Q, k): the one membership test per search
+        found = hits_from_first_rank(first_hit_rank(positive), values)  # per query: found at N
+        results[kind] = recalls_from_hits(found, values)
         intervals[kind] = {
             n: list(bootstrap_interval(found[:, j], RESAMPLES, SEED, LEVEL)) for j, n in enumerate(values)
         }
         if predictions is None:
-            predictions = _predictions_table(dist, idx, manifest)
+            predictions = _predictions_table(dist, idx, positive, manifest)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(predictions, out / "predictions.parquet")
@@ -325,7 +326,7 @@ def _ivfpq_protocol(spec: IndexSpec, n: int) -> dict[str, int]:
             "rerank": spec.rerank}  # fmt: skip
 
 
-def _predictions_table(dist: np.ndarray, idx: np.ndarray, manifest):
+def _predictions_table(dist: np.ndarray, idx: np.ndarray, positive: np.ndarray, manifest):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -335,7 +336,6 @@ def _predictions_table(dist: np.ndarray, idx: np.ndarray, manifest):
     for role, i, image_id in zip(ids["role"], ids["idx"], ids["image_id"], strict=True):
         (db_ids if role == "database" else q_ids)[i] = image_id
     nq, k = idx.shape
-    positive = np.array([np.isin(idx[i], manifest.positives[i]) for i in range(nq)]).reshape(nq, k)
     return pa.table(
         {
             "query_idx": pa.array(np.repeat(np.arange(nq), k), pa.int32()),

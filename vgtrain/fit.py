@@ -316,7 +316,7 @@ def fit(config: FitConfig) -> dict[str, Any]:
                 log_file,
             )
 
-    digest = _weights_digest(model)
+    digest = checkpoint.weights_digest(model)
     digests = [digest]
     if info.ddp:
         gathered: list[str | None] = [None] * info.world_size
@@ -328,14 +328,6 @@ def fit(config: FitConfig) -> dict[str, Any]:
         (run_dir / "last.meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     dist.cleanup(info)
     return {"run_dir": str(run_dir), "best_recall1": best_r1, "history": history, "rank_weight_digests": digests}
-
-
-def _weights_digest(model: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -492,9 +492,8 @@ def synth(config: SynthConfig) -> SynthResult:
     tasks: list[tuple[Any, tuple]] = [
         (_render_capture, (scene, c, preset.width, str(out / "panoramas" / f"{pid}.jpg")))
         for c, pid in zip(captures, ids, strict=True)
+        if not config.queries_only
     ]
-    if config.queries_only:
-        tasks = []
     q_rows = []
     for q in v1 + v2:
         qlat, qlon = (float(v[0]) for v in frame.latlon(np.array([q.x]), np.array([q.y])))
