@@ -7,9 +7,13 @@ function. Library errors (``VgdataError``) become a one-line message and exit co
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +24,7 @@ from rich.table import Table
 
 import vgdata
 from vgdata.errors import VgdataError
+from vgtrain.errors import VgtrainError
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -50,12 +55,79 @@ CatalogArg = Annotated[Path, typer.Argument(help="Catalog folder, e.g. catalogs/
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
-def _fail(e: VgdataError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+def _fail(e: VgdataError | VgtrainError) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code=e.exit_code)
 
 
-@vgdata_app.command("build-catalog")
+# OS errors that are the user's to fix (a path, a permission, a full disk), with what to do; any other
+# OSError is left alone (a traceback: a bug, or a fault nobody can act on from one line)
+_USER_OS_ERRORS = {
+    errno.EACCES: "check the permissions of that path",
+    errno.EPERM: "check the permissions of that path",
+    errno.EROFS: "that file system is read-only; choose another folder",
+    errno.ENOSPC: "the disk is full; free space and run the same command again (finished work is kept)",
+    errno.EDQUOT: "the disk quota is exhausted; free space and run the same command again",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of that path is a file, not a folder",
+    errno.EISDIR: "that path is a folder; name a file",
+}
+
+
+def _fail_os(e: OSError) -> typer.Exit:
+    where = f": {e.filename}" if e.filename else ""
+    err_console.print(
+        f"[bold red]error:[/] {escape(e.strerror or str(e))}{escape(str(where))}; {_USER_OS_ERRORS[e.errno]}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return typer.Exit(code=1)
+
+
+def _guard(fn):
+    """Every command: a user's fault (VgdataError, VgtrainError, an OS error of a path they named) is one
+    line on stderr and a non-zero exit; anything else is a bug and keeps its traceback."""
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (VgdataError, VgtrainError) as e:
+            raise _fail(e) from None
+        except OSError as e:
+            if e.errno in _USER_OS_ERRORS:
+                raise _fail_os(e) from None
+            raise
+
+    return command
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one clean line ("warning: ..."), without Python's file and source line."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
+def _clean_warnings() -> None:
+    warnings.showwarning = _showwarning
+
+
+def _command(app: typer.Typer, name: str):
+    """``app.command(name)`` with :func:`_guard` and one-line warnings."""
+
+    def register(fn):
+        guarded = _guard(fn)
+
+        @functools.wraps(fn)
+        def command(*args, **kwargs):
+            _clean_warnings()
+            return guarded(*args, **kwargs)
+
+        return app.command(name)(command)
+
+    return register
+
+
+@_command(vgdata_app, "build-catalog")
 def build_catalog_cmd(
     catalog: CatalogArg,
     *,
@@ -169,7 +241,7 @@ def _print_build(r) -> None:
         console.print(t)
 
 
-@vgdata_app.command("info")
+@_command(vgdata_app, "info")
 def info_cmd(catalog: CatalogArg, *, json_out: JsonOpt = False) -> None:
     """Summarise a catalog: collections, years, UTM zones, bounding box, rejects by reason."""
     from vgdata.info import catalog_info
@@ -198,7 +270,7 @@ def info_cmd(catalog: CatalogArg, *, json_out: JsonOpt = False) -> None:
         console.print(t)
 
 
-@vgdata_app.command("export")
+@_command(vgdata_app, "export")
 def export_cmd(
     catalog: CatalogArg,
     dest: Annotated[Path, typer.Argument(help="Destination folder.", show_default=False)],
@@ -221,7 +293,7 @@ def export_cmd(
     console.print(f"{r.linked} hard-linked, {r.copied} copied")
 
 
-@vgdata_app.command("add-queries")
+@_command(vgdata_app, "add-queries")
 def add_queries_cmd(
     catalog: CatalogArg,
     *,
@@ -258,7 +330,7 @@ def add_queries_cmd(
     )
 
 
-@vgdata_app.command("split-groups")
+@_command(vgdata_app, "split-groups")
 def split_groups_cmd(
     catalog: CatalogArg,
     *,
@@ -321,7 +393,7 @@ def _print_split(r, json_out: bool) -> None:
         console.print(f"note: {note}")
 
 
-@vgdata_app.command("split-years")
+@_command(vgdata_app, "split-years")
 def split_years_cmd(
     catalog: CatalogArg,
     *,
@@ -345,7 +417,7 @@ def split_years_cmd(
     _print_split(r, json_out)
 
 
-@vgdata_app.command("split-test")
+@_command(vgdata_app, "split-test")
 def split_test_cmd(
     catalog: CatalogArg,
     *,
@@ -364,7 +436,7 @@ def split_test_cmd(
     _print_split(r, json_out)
 
 
-@vgdata_app.command("split-val")
+@_command(vgdata_app, "split-val")
 def split_val_cmd(
     catalog: CatalogArg,
     *,
@@ -385,7 +457,7 @@ def split_val_cmd(
     _print_split(r, json_out)
 
 
-@vgdata_app.command("eval-set")
+@_command(vgdata_app, "eval-set")
 def eval_set_cmd(
     catalog: CatalogArg,
     *,
@@ -413,7 +485,7 @@ def eval_set_cmd(
     )
 
 
-@vgdata_app.command("synth")
+@_command(vgdata_app, "synth")
 def synth_cmd(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the raw inputs to.", show_default=False)],
     *,
@@ -470,13 +542,13 @@ def synth_cmd(
     )
 
 
-@vgdata_app.command("version")
+@_command(vgdata_app, "version")
 def version_cmd() -> None:
     """Print the vgdata version."""
     print(vgdata.__version__)
 
 
-@vgtrain_app.command("fit")
+@_command(vgtrain_app, "fit")
 def fit_cmd(
     *,
     groups: Annotated[str, typer.Option(help="Groups manifest (vgdata split-groups).")],
@@ -500,6 +572,12 @@ def fit_cmd(
     batch_size: Annotated[int, typer.Option(help="Images per batch (per process).")] = 32,
     lr: Annotated[float, typer.Option(help="Adam learning rate of the model.")] = 1e-5,
     classifiers_lr: Annotated[float, typer.Option(help="Adam learning rate of the classifiers.")] = 0.01,
+    classifier_init: Annotated[
+        str,
+        typer.Option(
+            help="random (CosPlace) or imprint: class rows start as the mean descriptor of the class's images."
+        ),
+    ] = "random",
     image_size: Annotated[int, typer.Option(help="Square training image size, pixels.")] = 512,
     brightness: Annotated[float, typer.Option(help="ColorJitter brightness.")] = 0.7,
     contrast: Annotated[float, typer.Option(help="ColorJitter contrast.")] = 0.7,
@@ -534,7 +612,7 @@ def fit_cmd(
         groups=groups, val=val, out=out, backbone=backbone, fc_output_dim=fc_output_dim,
         train_all_layers=train_all_layers, backbone_weights=backbone_weights, groups_num=groups_num,
         epochs_num=epochs_num, iterations_per_epoch=iterations_per_epoch, batch_size=batch_size, lr=lr,
-        classifiers_lr=classifiers_lr, image_size=image_size, brightness=brightness, contrast=contrast,
+        classifiers_lr=classifiers_lr, classifier_init=classifier_init, image_size=image_size, brightness=brightness, contrast=contrast,
         saturation=saturation, hue=hue, random_resized_crop=random_resized_crop, infer_batch_size=infer_batch_size,
         val_image_size=val_image_size, num_workers=num_workers, seed=seed, device=device, resume=resume,
         log_every=log_every,
@@ -548,7 +626,7 @@ def fit_cmd(
         console.print(f"best val R@1 {summary['best_recall1']:.1f}; checkpoints in {summary['run_dir']}")
 
 
-@vgtrain_app.command("eval")
+@_command(vgtrain_app, "eval")
 def eval_cmd(
     *,
     weights: Annotated[
@@ -643,7 +721,7 @@ def _print_eval(report: dict) -> None:
         console.print(f"report: {report['report']}")
 
 
-@vgtrain_app.command("compare")
+@_command(vgtrain_app, "compare")
 def compare_cmd(
     eval_a: Annotated[Path, typer.Argument(help="Output folder of `vgtrain eval` (A).", show_default=False)],
     eval_b: Annotated[
@@ -686,7 +764,7 @@ def compare_cmd(
     )
 
 
-@vgtrain_app.command("env")
+@_command(vgtrain_app, "env")
 def env_cmd(*, json_out: JsonOpt = False) -> None:
     """Report what training can use here: torch, CUDA devices, torchvision, faiss."""
     from vgtrain.env import describe

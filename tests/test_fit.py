@@ -104,3 +104,59 @@ def test_bad_manifest_and_too_few_groups_are_one_line(manifests, tmp_path):
     pq.write_table(no_pos.replace_schema_metadata(v.schema.metadata), empty)
     res = runner.invoke(vgtrain_app, ["fit", "--groups", groups, "--val", str(empty), "--out", str(tmp_path / "r2")])
     assert res.exit_code == 1 and "positive" in res.output
+
+
+def test_imprint_sets_each_row_to_the_mean_normalised_descriptor_of_its_class(manifests):
+    """Expected rows from Pillow + torch directly (no vgtrain loader): mean of L2-normalised descriptors."""
+    import numpy as np
+    from PIL import Image
+
+    from vgtrain.data import GroupsManifest
+    from vgtrain.fit import imprint
+    from vgtrain.losses import CosFace
+    from vgtrain.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model("ResNet18", 32, False, None).eval()
+    classes = GroupsManifest.read(manifests[0]).groups[0]
+    head = CosFace(32, len(classes))
+    imprint(head, model, classes, image_size=64, batch_size=5, num_workers=0, device=torch.device("cpu"))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    for c, paths in enumerate(classes[:6]):
+        rows = []
+        for p in paths:
+            with Image.open(p) as im:
+                a = np.asarray(im.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32)
+            x = (torch.from_numpy(a).permute(2, 0, 1) / 255 - mean) / std
+            with torch.no_grad():
+                d = model(x[None])[0]
+            rows.append(d / d.norm())
+        expected = torch.stack(rows).mean(0)
+        expected = expected / expected.norm()
+        assert torch.allclose(head.weight[c], expected, atol=1e-5), c
+    assert torch.allclose(head.weight.norm(dim=1), torch.ones(len(classes)), atol=1e-5)
+
+
+def test_imprint_fit_resumes_to_the_uninterrupted_weights(manifests, tmp_path):
+    kw = {"classifier_init": "imprint", "iterations_per_epoch": 4}
+    fit(small(manifests, tmp_path / "full", epochs_num=3, **kw))
+    fit(small(manifests, tmp_path / "part", epochs_num=1, **kw))  # group 1 is first trained (imprinted) after resume
+    fit(small(manifests, tmp_path / "part", epochs_num=3, resume=str(tmp_path / "part"), **kw))
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "full" / "log.txt").read_text()
+    assert log.count("class rows imprinted") == 2  # groups 0 and 1 once each, not again at epoch 2
+
+
+def test_unknown_classifier_init_is_a_one_line_error(manifests, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli import vgtrain_app
+
+    groups, val = manifests
+    args = ["fit", "--groups", groups, "--val", val, "--out", str(tmp_path / "r"), "--num-workers", "0"]
+    res = CliRunner().invoke(vgtrain_app, [*args, "--device", "cpu", "--classifier-init", "zeros"])
+    assert res.exit_code == 1 and "--classifier-init must be random or imprint" in res.output
+    assert "Traceback" not in res.output

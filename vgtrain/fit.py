@@ -4,7 +4,8 @@ Method, by default exactly CosPlace's: epoch ``e`` trains group ``e % groups_num
 ``iterations_per_epoch`` batches; every class of the group is drawn with equal probability and
 a uniform image inside it; batch augmentation (colour jitter, random resized crop) runs on the
 training device; the loss is CosFace (s=30, m=0.4) with one classifier per group; Adam with
-lr 1e-5 for the model and 0.01 for the classifiers. After every epoch: validation recall@1/5
+lr 1e-5 for the model and 0.01 for the classifiers (rows Xavier-uniform; ``--classifier-init imprint``
+starts them at their images' mean descriptor instead). After every epoch: validation recall@1/5
 on the val eval manifest, ``last`` and (when recall@1 improves) ``best`` checkpoints.
 
 Determinism: each epoch's sampling and augmentation are seeded from (seed, epoch, rank), so a
@@ -62,6 +63,12 @@ class FitConfig:
     """Adam learning rate of the model."""
     classifiers_lr: float = 0.01
     """Adam learning rate of the CosFace classifiers."""
+    classifier_init: str = "random"
+    """How a group's CosFace classifier starts: ``random`` (Xavier-uniform, CosPlace) or ``imprint``: when the
+    group is first trained, each class's weight row is the mean of its images' L2-normalised descriptors from the
+    current model (un-augmented, resized to ``image_size``), as Qi et al. (CVPR 2018, "Low-Shot Learning with
+    Imprinted Weights") start new classes; the loss then starts from a classifier that already agrees with the
+    descriptors, which matters when each group is trained for few iterations."""
     image_size: int = 512
     """Training images are resized to this square size if they are not already."""
     cosface_s: float = 30.0
@@ -138,6 +145,32 @@ def train_step(model, classifier, optimizers, images, labels, *, autocast, grad_
     return float(loss.detach())
 
 
+@torch.no_grad()
+def imprint(
+    classifier,
+    model,
+    classes: list[list[str]],
+    *,
+    image_size: int,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+) -> None:
+    """Set each class's weight row to the normalised mean of its images' L2-normalised descriptors (unitless)."""
+    from vgtrain.evaluate import compute_descriptors
+
+    paths = [p for c in classes for p in c]
+    labels = torch.tensor([i for i, c in enumerate(classes) for _ in c], dtype=torch.int64)
+    desc = torch.from_numpy(
+        compute_descriptors(
+            model, paths, image_size=image_size, batch_size=batch_size, num_workers=num_workers, device=device
+        )
+    )
+    sums = torch.zeros(len(classes), desc.shape[1], dtype=torch.float64)
+    sums.index_add_(0, labels, F.normalize(desc.double(), dim=1))
+    classifier.weight.copy_(F.normalize(sums, dim=1).to(classifier.weight))
+
+
 def fit(config: FitConfig) -> dict[str, Any]:
     """Train; returns a summary (epochs run, best recall@1, run folder, per-epoch recalls)."""
     from vgtrain import checkpoint, dist
@@ -147,6 +180,8 @@ def fit(config: FitConfig) -> dict[str, Any]:
     from vgtrain.losses import CosFace
     from vgtrain.model import build_model, model_args
 
+    if config.classifier_init not in ("random", "imprint"):
+        raise FitError(f"--classifier-init must be random or imprint, got {config.classifier_init!r}")
     info = dist.setup(config.device)
     torch.manual_seed(config.seed)
     run_dir = Path(config.out)
@@ -210,6 +245,25 @@ def fit(config: FitConfig) -> dict[str, Any]:
         classifier = classifiers[g].to(info.device)
         _move_optimizer(cls_opts[g], info.device)
         grad_sync = (lambda c=classifier: dist.average_gradients(c.parameters(), info.world_size)) if info.ddp else None
+        if config.classifier_init == "imprint" and epoch < config.groups_num:  # the group's first epoch
+            t_imprint = time.perf_counter()
+            imprint(
+                classifier,
+                model,
+                groups[g],
+                image_size=config.image_size,
+                batch_size=config.infer_batch_size,
+                num_workers=min(config.num_workers, 2),
+                device=info.device,
+            )
+            if info.ddp:  # every rank starts from rank 0's rows
+                torch.distributed.broadcast(classifier.weight.data, src=0)
+            _log(
+                info,
+                f"epoch {epoch:3d} group {g}: {len(groups[g])} class rows imprinted in "
+                f"{time.perf_counter() - t_imprint:.1f} s",
+                log_file,
+            )
         loader = train_loader(
             GroupDataset(groups[g], config.image_size),
             batch_size=config.batch_size,
