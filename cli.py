@@ -144,11 +144,18 @@ def build_catalog_cmd(
     workers: Annotated[int, typer.Option(help="Worker processes; 0 = all cores.")] = 0,
     shard_size: Annotated[int, typer.Option(help="Panoramas per shard (the unit of resume).")] = 64,
     strict: Annotated[bool, typer.Option(help="Exit 1 if anything was rejected.")] = False,
+    verify: Annotated[
+        bool, typer.Option(help="Tell changed source files by their bytes (sha256), not by size and mtime.")
+    ] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Cut panoramas into SF-XL crops, or import an '@' folder, into a catalog collection.
 
-    Re-running after an interruption finishes the remaining shards only.
+    Re-running after an interruption finishes the remaining shards only; after a source file
+    changed (size or modification time; its bytes with --verify), the shards that read it.
     """
     _run_build(
         catalog,
@@ -161,6 +168,8 @@ def build_catalog_cmd(
         shard_size=shard_size,
         strict=strict,
         json_out=json_out,
+        verify=verify,
+        wait=not no_wait,
     )
 
 
@@ -310,6 +319,12 @@ def add_queries_cmd(
     quality: Annotated[int, typer.Option(help="JPEG quality of the written queries (1-95).")] = 95,
     workers: Annotated[int, typer.Option(help="Worker processes; 0 = all cores.")] = 0,
     strict: Annotated[bool, typer.Option(help="Exit 1 if anything was rejected.")] = False,
+    verify: Annotated[
+        bool, typer.Option(help="Tell changed source files by their bytes (sha256), not by size and mtime.")
+    ] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a query set: geotagged photos (--photos) or images with 6DoF poses (--poses)."""
@@ -327,6 +342,8 @@ def add_queries_cmd(
         workers=workers,
         strict=strict,
         json_out=json_out,
+        verify=verify,
+        wait=not no_wait,
     )
 
 
@@ -341,9 +358,13 @@ def split_groups_cmd(
     min_images_per_class: Annotated[int, typer.Option(help="Drop classes with fewer images.")] = 10,
     groups_num: Annotated[int, typer.Option(help="Groups to write (the first, in CosPlace's order).")] = 8,
     collection: Annotated[str, typer.Option(help="Collection to compute classes on.")] = "database",
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Compute CosPlace classes and groups in SQL and write the groups manifest (reused when unchanged)."""
+    from vgdata.catalog import lock_waiting
     from vgdata.groups import GroupsConfig, split_groups
 
     config = GroupsConfig(
@@ -357,7 +378,8 @@ def split_groups_cmd(
         collection=collection,
     )
     try:
-        r = split_groups(config)
+        with lock_waiting(not no_wait):
+            r = split_groups(config)
     except VgdataError as e:
         raise _fail(e) from None
     if json_out:
@@ -403,6 +425,9 @@ def split_years_cmd(
         int | None, typer.Option(help="Database: images taken before this year (default: --queries-from).")
     ] = None,
     collection: Annotated[str, typer.Option(help="Collection to split.")] = "database",
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Year split as views. SF-XL*: --queries-from 2011; SF-XL**: --queries-from 2016 --database-before 2015."""
@@ -410,7 +435,12 @@ def split_years_cmd(
 
     try:
         r = split_years(
-            catalog, name=name, queries_from=queries_from, database_before=database_before, collection=collection
+            catalog,
+            name=name,
+            queries_from=queries_from,
+            database_before=database_before,
+            collection=collection,
+            wait=not no_wait,
         )
     except VgdataError as e:
         raise _fail(e) from None
@@ -424,13 +454,16 @@ def split_test_cmd(
     year: Annotated[int, typer.Option(help="Capture year of the test database (SF-XL: 2013).")] = 2013,
     name: Annotated[str, typer.Option(help="View name.")] = "test_database",
     collection: Annotated[str, typer.Option(help="Collection to take it from.")] = "database",
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """SF-XL-style test database: one capture year of the database collection, as a view."""
     from vgdata.splits import split_test
 
     try:
-        r = split_test(catalog, name=name, year=year, collection=collection)
+        r = split_test(catalog, name=name, year=year, collection=collection, wait=not no_wait)
     except VgdataError as e:
         raise _fail(e) from None
     _print_split(r, json_out)
@@ -445,13 +478,18 @@ def split_val_cmd(
     name: Annotated[str, typer.Option(help="Split name; views <name>_database and <name>_queries.")] = "val",
     threshold: Annotated[float, typer.Option(help="Positive radius, metres (queries prefer a positive).")] = 25.0,
     collection: Annotated[str, typer.Option(help="Collection to draw from.")] = "database",
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Scattered validation split: N queries and N database images from different panoramas, whole area."""
     from vgdata.splits import split_val
 
     try:
-        r = split_val(catalog, name=name, size=size, seed=seed, collection=collection, threshold=threshold)
+        r = split_val(
+            catalog, name=name, size=size, seed=seed, collection=collection, threshold=threshold, wait=not no_wait
+        )
     except VgdataError as e:
         raise _fail(e) from None
     _print_split(r, json_out)
@@ -465,13 +503,16 @@ def eval_set_cmd(
     database: Annotated[str, typer.Option(help="Database: a collection or a split view, e.g. test_database.")],
     queries: Annotated[str, typer.Option(help="Queries: a collection or a split view, e.g. queries_v1.")],
     threshold: Annotated[float, typer.Option(help="Positive radius, metres (inclusive, same UTM zone).")] = 25.0,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Write an evaluation manifest: database rows, query rows and each query's positives."""
     from vgdata.evalset import eval_set
 
     try:
-        r = eval_set(catalog, name=name, database=database, queries=queries, threshold=threshold)
+        r = eval_set(catalog, name=name, database=database, queries=queries, threshold=threshold, wait=not no_wait)
     except VgdataError as e:
         raise _fail(e) from None
     if json_out:
@@ -617,11 +658,7 @@ def fit_cmd(
         val_image_size=val_image_size, num_workers=num_workers, seed=seed, device=device, resume=resume,
         log_every=log_every,
     )  # fmt: skip
-    try:
-        summary = fit(config)
-    except (ValueError, FileNotFoundError) as e:  # ManifestError, FitError, bad weights: one line
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)  # keeps 'vgdata[train]'
-        raise typer.Exit(1) from None
+    summary = fit(config)  # VgtrainError (bad manifest, option, checkpoint): one line, by the guard
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         console.print(f"best val R@1 {summary['best_recall1']:.1f}; checkpoints in {summary['run_dir']}")
 
@@ -677,11 +714,7 @@ def eval_cmd(
         ivfpq=IndexSpec(kind="ivfpq", nlist=nlist, m=pq_m, nbits=pq_nbits, nprobe=nprobe, rerank=rerank),
         num_preds_to_save=num_preds_to_save,
     )  # fmt: skip
-    try:
-        reports = run_evals(config, eval_set) if len(eval_set) > 1 else [run_eval(config)]
-    except (ValueError, FileNotFoundError) as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)  # keeps 'vgdata[train]'
-        raise typer.Exit(1) from None
+    reports = run_evals(config, eval_set) if len(eval_set) > 1 else [run_eval(config)]
     if json_out:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2, default=str))
         return
@@ -735,11 +768,7 @@ def compare_cmd(
     """Recall@N of two evals of the same eval set: A - B with its paired 95% bootstrap interval, queries won/lost."""
     from vgtrain.compare import compare
 
-    try:
-        r = compare(eval_a, eval_b, resamples=resamples, seed=seed)
-    except (ValueError, FileNotFoundError) as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-        raise typer.Exit(1) from None
+    r = compare(eval_a, eval_b, resamples=resamples, seed=seed)
     if json_out:
         print(json.dumps(r, indent=2, default=str))
         return

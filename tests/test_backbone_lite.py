@@ -26,6 +26,7 @@ from vgtrain.fit import FitConfig, fit
 from vgtrain.model import (
     CHANNELS,
     MissingExtraError,
+    ModelError,
     build_model,
     imagenet_weights_path,
     lite0_key_from_reference,
@@ -99,11 +100,11 @@ def test_weights_file_with_reference_or_timm_keys(lite, reference_state, tmp_pat
     incomplete = dict(reference_state)
     incomplete.pop("_blocks.15._bn2.running_var")
     torch.save(incomplete, tmp_path / "incomplete.pth")
-    with pytest.raises(ValueError, match=r"missing blocks\.6\.0\.bn3\.running_var"):
+    with pytest.raises(ModelError, match=r"missing blocks\.6\.0\.bn3\.running_var"):
         build_model("EfficientNetLite0", backbone_weights=tmp_path / "incomplete.pth")
     extra = dict(reference_state) | {"_blocks.16._bn2.weight": torch.ones(3)}
     torch.save(extra, tmp_path / "extra.pth")
-    with pytest.raises(ValueError, match=r"fit no tensor.*_blocks\.16\._bn2\.weight"):
+    with pytest.raises(ModelError, match=r"fit no tensor.*_blocks\.16\._bn2\.weight"):
         build_model("EfficientNetLite0", backbone_weights=tmp_path / "extra.pth")
 
 
@@ -122,7 +123,7 @@ def test_freezing_stem_and_first_four_stages():
 
 
 def test_imagenet_for_other_backbones_is_one_line():
-    with pytest.raises(ValueError, match=r"only EfficientNetLite0 ships offline .* pass --backbone-weights FILE") as e:
+    with pytest.raises(ModelError, match=r"only EfficientNetLite0 ships offline .* pass --backbone-weights FILE") as e:
         build_model("ResNet18", backbone_weights="imagenet")
     assert "\n" not in str(e.value)
 

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from cli import vgtrain_app
 from vgtrain.compare import CompareError, compare, first_hit_ranks
+from vgtrain.errors import VgtrainError
 
 VALUES = (1, 5, 10, 20)
 FP = "f" * 64
@@ -142,7 +143,7 @@ def test_refusals_are_one_line(tmp_path):
     (broken / "recalls.json").write_text(json.dumps(saved))
     msg = one_line_error([str(a), str(broken)])
     assert "gives R@1 100.000 but recalls.json says 12.000" in msg
-    with pytest.raises(ValueError):  # a CompareError is a ValueError for callers
+    with pytest.raises(VgtrainError):  # a CompareError is a VgtrainError (one line on the CLI), not a ValueError
         compare(a, other)
 
 

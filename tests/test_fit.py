@@ -57,8 +57,8 @@ def test_resume_equals_uninterrupted(manifests, tmp_path):
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    sa = torch.load(tmp_path / "full" / "last.state.pt", weights_only=False)
-    sb = torch.load(tmp_path / "part" / "last.state.pt", weights_only=False)
+    sa = torch.load(tmp_path / "full" / "last.state.pt", weights_only=True)
+    sb = torch.load(tmp_path / "part" / "last.state.pt", weights_only=True)
     for ca, cb in zip(sa["classifiers"], sb["classifiers"], strict=True):
         assert torch.equal(ca["weight"], cb["weight"])
 

@@ -344,3 +344,52 @@ def test_threaded_large_blocks_equal_single_thread(monkeypatch):
     monkeypatch.setattr(geo, "PARALLEL_MIN_POINTS", 10 * n)
     single = geo.latlon_to_utm(lat, lon)
     assert np.array_equal(threaded.east, single.east) and np.array_equal(threaded.north, single.north)
+
+
+def test_utm_to_latlon_checked_reports_each_bad_point_and_converts_the_rest():
+    e, n = 551_000.0, 4_180_000.0  # San Francisco, zone 10 S
+    east = [e, 1e30, e, e, 5e6, e, e, e, float("nan"), e, e]
+    north = [n, n, -4e6, n, n, 9.9e6, -1e8, n, n, n, -5e5]
+    zone = [10, 10, 10, 10, 10, 10, 10, 10, 10, 61, 10]
+    letter = ["S", "S", "M", "M", "S", "S", "M", "T", "S", "S", "N"]
+    lat, lon, problems = geo.utm_to_latlon_checked(east, north, zone, letter)
+    want_lat, want_lon = utm_to_latlon(e, n, 10, "S")
+    assert (lat[0], lon[0], problems[0]) == (float(want_lat), float(want_lon), None)
+    kinds = [p[0] if p else None for p in problems]
+    assert kinds == [
+        None,
+        "UTM out of range",
+        "band letter inconsistent",  # southern letter, negative northing (false northing subtracted)
+        "band letter inconsistent",  # southern letter, northern northing: lat -54, not band M
+        "UTM out of range",
+        "band letter inconsistent",  # northern letter, southern northing
+        "UTM out of range",
+        "band letter inconsistent",  # T for a point in band S
+        "UTM out of range",
+        "bad UTM zone",
+        "band letter inconsistent",  # northern letter, negative northing
+    ]
+    assert np.isnan(lat[1:]).all() and np.isnan(lon[1:]).all()
+    assert problems[2][1].startswith("north -4000000 m is outside 1000000..10000000 m, the range of the southern")
+    assert problems[7][1].startswith("utm_letter 'T' but east/north give lat 37.76")
+
+
+def test_utm_to_latlon_checked_accepts_band_edges_and_the_south():
+    # A point 0.5 m south of 40 N may carry S or T; Sydney (56 H) converts.
+    e, n = latlon_to_utm(40.0 - 4e-6, -123.0).east, latlon_to_utm(40.0 - 4e-6, -123.0).north
+    for letter in ("S", "T"):
+        _, _, problems = geo.utm_to_latlon_checked([float(e)], [float(n)], [10], [letter])
+        assert problems[0] is None
+    u = latlon_to_utm(-33.8678, 151.2073)
+    lat, lon, problems = geo.utm_to_latlon_checked(u.east.reshape(1), u.north.reshape(1), u.zone.reshape(1), ["H"])
+    assert problems[0] is None and lat[0] == pytest.approx(-33.8678) and lon[0] == pytest.approx(151.2073)
+
+
+def test_band_letter_mismatch():
+    assert geo.band_letter_mismatch(37.77, "S") is None
+    assert geo.band_letter_mismatch(37.77, "s") is None
+    assert geo.band_letter_mismatch(-0.5, "M") is None
+    assert geo.band_letter_mismatch(37.77, "M") == (
+        "utm_letter 'M' but lat 37.77000 is in band S; the letter must name the point's 8-degree latitude band "
+        "(C-M south of the equator, N-X north)"
+    )

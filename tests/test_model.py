@@ -17,6 +17,7 @@ from torch import nn  # noqa: E402
 
 from vgtrain import compat  # noqa: E402
 from vgtrain.compat import import_torchvision  # noqa: E402
+from vgtrain.errors import CheckpointError  # noqa: E402
 from vgtrain.losses import CosFace  # noqa: E402
 from vgtrain.model import (  # noqa: E402
     BACKBONES,
@@ -24,6 +25,7 @@ from vgtrain.model import (  # noqa: E402
     GeM,
     GeoLocalizationNet,
     L2Norm,
+    ModelError,
     build_model,
     load_state_dict_checked,
     model_args,
@@ -297,18 +299,18 @@ def test_build_model_rejects_mismatching_weights(tmp_path):
     sd = tv.models.resnet18(weights=None).state_dict()
     sd["conv_one.weight"] = sd.pop("conv1.weight")
     torch.save(sd, tmp_path / "renamed.pth")
-    with pytest.raises(ValueError, match=r"missing conv1\.weight.*unexpected conv_one\.weight"):
+    with pytest.raises(ModelError, match=r"missing conv1\.weight.*unexpected conv_one\.weight"):
         build_model("ResNet18", backbone_weights=tmp_path / "renamed.pth")
 
     torch.save(tv.models.resnet50(weights=None).state_dict(), tmp_path / "resnet50.pth")
-    with pytest.raises(ValueError, match=r"unexpected layer1\.0\.conv3\.weight.*shape mismatch layer1\.0\.conv1"):
+    with pytest.raises(ModelError, match=r"unexpected layer1\.0\.conv3\.weight.*shape mismatch layer1\.0\.conv1"):
         build_model("ResNet18", backbone_weights=tmp_path / "resnet50.pth")
 
     torch.save(GeoLocalizationNet("ResNet18").state_dict(), tmp_path / "cosplace.pth")
-    with pytest.raises(ValueError, match="whole CosPlace/vgtrain model"):
+    with pytest.raises(ModelError, match="whole CosPlace/vgtrain model"):
         build_model("ResNet18", backbone_weights=tmp_path / "cosplace.pth")
 
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(CheckpointError, match=r"backbone weights file .*nope\.pth does not exist"):
         build_model("ResNet18", backbone_weights=tmp_path / "nope.pth")
 
 
@@ -319,11 +321,11 @@ def test_build_model_warns_without_weights():
 
 
 def test_unknown_backbone_lists_choices():
-    with pytest.raises(ValueError, match="ResNet18, ResNet50, ResNet101, ResNet152, VGG16"):
+    with pytest.raises(ModelError, match="ResNet18, ResNet50, ResNet101, ResNet152, VGG16"):
         build_model("EfficientNet_B0")
-    with pytest.raises(ValueError, match="must be one of"):
+    with pytest.raises(ModelError, match="must be one of"):
         GeoLocalizationNet("resnet18")
-    with pytest.raises(ValueError, match="fc_output_dim"):
+    with pytest.raises(ModelError, match="fc_output_dim"):
         GeoLocalizationNet("ResNet18", 0)
 
 
@@ -348,17 +350,17 @@ def test_load_state_dict_checked_messages():
     del sd["backbone.0.weight"]
     sd["extra.weight"] = torch.zeros(1)
     with pytest.raises(
-        ValueError,
+        ModelError,
         match=r"weights do not match the architecture: missing backbone\.0\.weight; unexpected extra\.weight",
     ):
         load_state_dict_checked(model, sd)
 
     other = GeoLocalizationNet("ResNet18", 256).state_dict()
-    with pytest.raises(ValueError, match=r"shape mismatch aggregation\.3\.weight \[256, 512\] .*fc_output_dim"):
+    with pytest.raises(ModelError, match=r"shape mismatch aggregation\.3\.weight \[256, 512\] .*fc_output_dim"):
         load_state_dict_checked(model, other)
 
     prefixed = {f"module.{k}": v for k, v in model.state_dict().items()}
-    with pytest.raises(ValueError, match=r"missing .*\(123 in all\).*module\."):
+    with pytest.raises(ModelError, match=r"missing .*\(123 in all\).*module\."):
         load_state_dict_checked(model, prefixed)
 
     good = GeoLocalizationNet("ResNet18", 512)

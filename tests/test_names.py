@@ -143,6 +143,9 @@ def _replace(name: str, field: str, value: str) -> str:
         ("altitude", "12 m"),
         ("timestamp", "201613"),
         ("timestamp", "20160132"),
+        ("timestamp", "20130230"),  # 30 February
+        ("timestamp", "20130229"),  # 2013 is not a leap year
+        ("timestamp", "20160431_1200"),  # 31 April
         ("timestamp", "2016-06"),
         ("timestamp", "16"),
         ("timestamp", "20160601_25"),
@@ -296,3 +299,10 @@ def test_make_parse_property(east, north, zone, letter, lat, lon, heading, pitch
     assert n.heading_deg == to_int(heading)
     assert n.pitch_deg == (None if pitch is None else to_int(pitch))
     assert n.roll_deg is None and n.altitude_m is None
+
+
+def test_leap_days_and_month_ends_are_valid():
+    for ts in ("20160229", "20000229", "20130131", "20130430_235959"):
+        assert parse_name(_replace(SFXL, "timestamp", ts)).timestamp == ts
+    with pytest.raises(NameFormatError, match="has day 29 but month 02 of 1900 has 28"):
+        parse_name(_replace(SFXL, "timestamp", "19000229"))

@@ -363,3 +363,43 @@ def test_perspective_rejects_bad_args():
         perspective_crop(pano.astype(np.float32), heading=0, pitch=0, fov_deg=60, out_size=(8, 8))
     with pytest.raises(PanoramaError):
         perspective_crop(pano, heading=0, pitch=0, fov_deg=60, out_size=(0, 8))
+
+
+def test_panorama_errors_carry_their_reject_reason():
+    from vgdata.panorama import PanoramaTooSmall, strip_rows
+
+    with pytest.raises(PanoramaError) as e:
+        check_equirect(3000, 1664)
+    assert e.value.reason == "wrong aspect ratio"
+    with pytest.raises(PanoramaTooSmall) as e:
+        strip_rows(2)
+    assert e.value.reason == "panorama too small"
+    # 12 windows on 8 columns: still windows (pure geometry), several on the same columns
+    wins = strip_windows(8, 4, 0.0)
+    assert len(wins) == 12 and len({w.x0 for w in wins}) < 12
+
+
+@pytest.mark.parametrize(
+    ("n_crops", "step_deg", "words"),
+    [
+        (13, 30.0, "crops 0 and 12 would both target degree 0"),
+        (4, 0.5, "crops 0 and 1 would both target degree 0"),
+        (0, 30.0, "n_crops must be an integer >= 1, got 0"),
+        (12, 0.0, "step_deg must be > 0 degrees, got 0.0"),
+        (12, float("nan"), "step_deg must be finite, got nan"),
+        (True, 30.0, "n_crops must be an integer >= 1, got True"),
+    ],
+)
+def test_check_strip_params_refuses(n_crops, step_deg, words):
+    from vgdata.panorama import check_strip_params
+
+    with pytest.raises(PanoramaError, match=words) as e:
+        check_strip_params(n_crops, step_deg)
+    assert e.value.reason == "bad parameter"
+
+
+def test_check_strip_params_accepts():
+    from vgdata.panorama import check_strip_params
+
+    for n_crops, step in ((12, 30.0), (1, 400.0), (24, 15.0), (360, 1.0), (7, 51.4)):
+        check_strip_params(n_crops, step)

@@ -5,6 +5,20 @@ process pool (each writes its own Parquet parts and a completion marker) -> fini
 (collection fingerprint, views, ``build.json`` last). Re-running the same command after
 an interruption runs only the unfinished shards and ends with the same fingerprint;
 re-running it after success does nothing.
+
+The whole build holds the catalog's writer lock (:func:`vgdata.catalog.writer_lock`): a
+second build, add-queries or split of the same catalog waits for it (or, with
+``wait=False``, fails naming it), and ``build.json`` is read again under the lock before
+the collection is added, so concurrent commands never lose each other's entries.
+
+Staleness follows make's rule. Each shard has a plan key: the build parameters, the
+shard's rows and, for every source file it reads, the file's size and modification time
+(``verify=True``: the sha256 of its bytes instead). A shard runs again when its key
+changed, so a panorama replaced under an unchanged CSV is cut again and the others are
+not; a build whose keys all match is "up to date". The markers
+``_jobs/<collection>/<shard>.done`` hold the keys and stay after the build, so the next
+run knows what each shard was made from. The collection's fingerprint covers the file
+identities too. Other parameters or another CSV for an existing collection are refused.
 """
 
 from __future__ import annotations
@@ -12,9 +26,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +38,14 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vgdata import __version__, jobs
-from vgdata.catalog import Catalog, atomic_write_bytes, atomic_write_table, combine_digests, table_digest
+from vgdata.catalog import (
+    Catalog,
+    atomic_write_bytes,
+    atomic_write_table,
+    combine_digests,
+    table_digest,
+    writer_lock,
+)
 from vgdata.errors import UsageError, VgdataError
 
 PLAN_SHARD = "plan"  # the part holding the rejects found while planning
@@ -70,6 +93,10 @@ class BuildConfig:
     """Worker processes; 0 = all cores."""
     strict: bool = False
     """Fail (exit 1) when anything was rejected."""
+    verify: bool = False
+    """Tell changed source files by the sha256 of their bytes, not by size and modification time."""
+    wait: bool = True
+    """When another process writes the catalog: wait for it (True) or raise CatalogBusy (False)."""
 
     @property
     def kind(self) -> str:
@@ -105,10 +132,19 @@ ProgressFn = Callable[[int, int], None]  # (items done, items total)
 
 
 def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> BuildResult:
-    """Build (or resume, or confirm up to date) one collection of a catalog."""
+    """Build (or resume, or bring up to date, or confirm up to date) one collection of a catalog.
+
+    Holds the catalog's writer lock throughout (``config.wait``: wait for another writer, or
+    raise :class:`vgdata.catalog.CatalogBusy`).
+    """
     _check_config(config)
     cat = Catalog(config.catalog)
     cat.root.mkdir(parents=True, exist_ok=True)
+    with writer_lock(cat.root, task=f"build collection {config.collection!r}", wait=config.wait):
+        return _build_locked(config, cat, progress)
+
+
+def _build_locked(config: BuildConfig, cat: Catalog, progress: ProgressFn | None) -> BuildResult:
     collection = config.collection
     kind = config.kind
     source_mod = _source_module(kind)
@@ -125,11 +161,8 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
     }
     plan_key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
-    build = cat.load_build()
-    done = build["collections"].get(collection)
-    if done is not None:
-        if done.get("plan_key") == plan_key:
-            return _result_from_build(cat, collection, build, up_to_date=True)
+    done = cat.load_build()["collections"].get(collection)
+    if done is not None and done.get("plan_key") != plan_key:
         raise UsageError(
             f"collection {collection!r} of {cat.root} was built from other inputs or parameters; "
             f"choose another --collection or delete {cat.root} to rebuild"
@@ -137,24 +170,39 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
 
     job_dir = cat.root / "_jobs" / collection
     state = job_dir / "plan.json"
-    if state.is_file() and json.loads(state.read_text()).get("plan_key") != plan_key:
+    if done is None and state.is_file() and _read_json(state).get("plan_key") != plan_key:
         _discard_partial(cat, collection, job_dir)  # an interrupted build with other parameters
+    had_job_dir = job_dir.is_dir()
     job_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(state, json.dumps({"plan_key": plan_key, "params": params}, indent=2).encode())
 
     try:
         shards, plan_rejects, image_root = source_mod.plan(config, cat)
     except VgdataError:
-        if not any(job_dir.glob("*.done")):  # nothing built yet: leave no trace of a failed plan
+        if not had_job_dir and not any(job_dir.glob("*.done")):  # leave no trace of a failed plan
             shutil.rmtree(job_dir, ignore_errors=True)
             if (cat.root / "_jobs").is_dir() and not any((cat.root / "_jobs").iterdir()):
                 (cat.root / "_jobs").rmdir()
         raise
     fn, size_of = source_mod.run_shard, (lambda p: len(p["items"]))
+    keys = shard_keys(plan_key, shards, fn, verify=config.verify)
+    match = ["content" if config.verify else "stat"]
+    plan_digest = table_digest(plan_rejects)
+    inputs = {  # the collection's plan key: every shard's, and the rejects found while planning
+        name: combine_digests([*((sid, k[name]) for sid, k in keys.items()), (PLAN_SHARD, plan_digest)])
+        for name in (["stat", "content"] if config.verify else ["stat"])
+    }
+    if done is not None and done.get("inputs", {}).get(match[0]) == inputs[match[0]]:
+        return _result_from_build(cat, collection, cat.load_build(), up_to_date=True)
+
     atomic_write_table(cat.part_path("rejects", collection, PLAN_SHARD), plan_rejects)
+    planned = {sid for sid, _ in shards}
+    _drop_unplanned_shards(cat, collection, job_dir, planned, image_root)
+    rerun = [sid for sid, _ in shards if jobs.read_marker(job_dir, sid, keys[sid], match) is None]
+    old_paths = _shard_paths(cat, collection, rerun) if _cut_by_us(collection, image_root) else set()
 
     total = sum(size_of(p) for _, p in shards)
-    skipped = sum(jobs.read_marker(job_dir, sid) is not None for sid, _ in shards)
+    skipped = len(shards) - len(rerun)
     count = [0]
 
     def on_done(_sid: str, _stats: dict, items: int) -> None:
@@ -165,17 +213,24 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
     if progress:
         progress(0, total)
     workers = config.workers or jobs.default_workers()
-    stats = jobs.run_shards(job_dir, shards, fn, workers=workers, size_of=size_of, on_done=on_done)
+    stats = jobs.run_shards(
+        job_dir, shards, fn, workers=workers, size_of=size_of, on_done=on_done, keys=keys, match=match
+    )
+    if old_paths:  # crops of inputs that are gone or now rejected: never leave them in crops/<collection>
+        _remove_crops(cat, collection, old_paths - _shard_paths(cat, collection, rerun))
 
+    files_key = inputs["content" if config.verify else "stat"]
     digests = [(sid, s["digest"]) for sid, s in stats.items()]
-    digests.append((PLAN_SHARD, table_digest(plan_rejects)))
-    fingerprint = combine_digests([*digests, ("params", plan_key)])
+    digests.append((PLAN_SHARD, plan_digest))
+    fingerprint = combine_digests([*digests, ("params", plan_key), ("files", files_key)])
     reasons = _reject_reasons(cat, collection)
     info = {
         "kind": kind,
         "source": source,
         "params": params,
         "plan_key": plan_key,
+        "inputs": inputs,
+        "verified": config.verify,
         "image_root": image_root,
         "counts": {
             "panoramas": sum(s["panoramas"] for s in stats.values()),
@@ -187,11 +242,143 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
         "shards": len(shards),
     }
     _check_unique_ids(cat, collection)
-    _store_collection(cat, build, collection, info)
-    shutil.rmtree(job_dir, ignore_errors=True)
-    if not any((cat.root / "_jobs").iterdir()):
-        (cat.root / "_jobs").rmdir()
+    build = _store_collection(cat, collection, info)
     return _result_from_build(cat, collection, build, skipped=skipped)
+
+
+# ---------- plan keys: what each shard is made from
+
+
+def shard_keys(plan_key: str, shards: list[tuple[str, dict]], fn: Callable, *, verify: bool = False) -> dict:
+    """Each shard's keys: ``{"stat": ...}`` and, with ``verify``, ``{"content": ...}`` too (sha256 hex).
+
+    A key hashes the build parameters (``plan_key``), the shard id, its payload (rows and
+    shard parameters, less the catalog's own location, so a moved catalog keeps its keys),
+    the shard function (the generator of the outputs) and, per source file the shard reads,
+    ``size:mtime_ns`` (``stat``) or the sha256 of its bytes (``content``). A missing or
+    unreadable file has an identity of its own, so its later arrival is a change.
+    """
+    generator = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    files = {sid: [_item_file(payload, item) for item in payload["items"]] for sid, payload in shards}
+    content: dict[Path, str] = {}
+    if verify:
+        unique = sorted({f for fs in files.values() for f in fs if f is not None})
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            content = dict(zip(unique, pool.map(_content_identity, unique), strict=True))
+    keys: dict[str, dict[str, str]] = {}
+    for sid, payload in shards:
+        shape = {k: v for k, v in payload.items() if k not in ("catalog", "crop_root")}
+        base = json.dumps(
+            {"plan": plan_key, "shard": sid, "payload": shape, "generator": generator, "tool": __version__},
+            sort_keys=True,
+            default=str,
+        )
+        stat = [None if f is None else _stat_identity(f) for f in files[sid]]
+        keys[sid] = {"stat": _sha(base, stat)}
+        if verify:
+            keys[sid]["content"] = _sha(base, [None if f is None else content[f] for f in files[sid]])
+    return keys
+
+
+def _sha(base: str, identities: list) -> str:
+    return hashlib.sha256((base + json.dumps(identities)).encode()).hexdigest()
+
+
+def _item_file(payload: dict, item: Any) -> Path | None:
+    """The source file one shard item is read from (panoramas: pano_dir/source_path; imports,
+    photos and poses: folder/item or folder/src), or None when the item names no file."""
+    if isinstance(item, str) and "folder" in payload:
+        return Path(payload["folder"]) / item
+    if isinstance(item, dict):
+        if "source_path" in item and "pano_dir" in payload:
+            return Path(payload["pano_dir"]) / item["source_path"]
+        if "src" in item and "folder" in payload:
+            return Path(payload["folder"]) / item["src"]
+    return None
+
+
+def _stat_identity(path: Path) -> str:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"error {e.errno}"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _content_identity(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"error {e.errno}"
+    return h.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# ---------- shards that are gone, crops that are stale
+
+
+def _cut_by_us(collection: str, image_root: str) -> bool:
+    """True when the collection's images are files we wrote (crops/<collection>), not imports."""
+    return image_root == f"crops/{collection}"
+
+
+def _shard_of(part: Path, collection: str) -> str:
+    return part.stem[len(collection) + 1 :]
+
+
+def _drop_unplanned_shards(cat: Catalog, collection: str, job_dir: Path, planned: set[str], image_root: str) -> None:
+    """Delete the parts, markers (and our crops) of shards the new plan no longer has."""
+    gone = {
+        _shard_of(p, collection)
+        for table in ("images", "panoramas", "rejects")
+        for p in cat.parts(table, collection)
+        if _shard_of(p, collection) not in planned | {PLAN_SHARD}
+    }
+    gone |= {p.stem for p in job_dir.glob("*.done")} - planned
+    if not gone:
+        return
+    if _cut_by_us(collection, image_root):
+        _remove_crops(cat, collection, _shard_paths(cat, collection, sorted(gone)))
+    for sid in gone:
+        for table in ("images", "panoramas", "rejects"):
+            cat.part_path(table, collection, sid).unlink(missing_ok=True)
+        jobs.marker_path(job_dir, sid).unlink(missing_ok=True)
+
+
+def _shard_paths(cat: Catalog, collection: str, shard_ids: list[str]) -> set[str]:
+    """The ``path`` values of some shards' images parts (those that exist)."""
+    paths: set[str] = set()
+    for sid in shard_ids:
+        part = cat.part_path("images", collection, sid)
+        if part.is_file():
+            try:
+                paths.update(pq.read_table(part, columns=["path"]).column("path").to_pylist())
+            except Exception:  # noqa: BLE001 - a damaged part of a shard about to run again
+                continue
+    return paths
+
+
+def _remove_crops(cat: Catalog, collection: str, paths: set[str]) -> None:
+    """Delete crops we wrote under ``crops/<collection>``; a path leading elsewhere is left alone."""
+    root = (cat.root / "crops" / collection).resolve()
+    for rel in paths:
+        target = (root / rel).resolve()
+        if target.is_relative_to(root) and target != root:
+            target.unlink(missing_ok=True)
 
 
 def register_collection(catalog: str | Path, collection: str, *, image_root: str, source: dict) -> dict:
@@ -212,7 +399,6 @@ def register_collection(catalog: str | Path, collection: str, *, image_root: str
                 h.update(chunk)
         digests.append((p.name, h.hexdigest()))
     images = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
-    build = cat.load_build()
     info = {
         "kind": "registered",
         "source": source,
@@ -224,12 +410,18 @@ def register_collection(catalog: str | Path, collection: str, *, image_root: str
         "fingerprint": combine_digests(digests),
         "shards": len(parts),
     }
-    _store_collection(cat, build, collection, info)
+    with writer_lock(cat.root, task=f"register collection {collection!r}"):
+        _store_collection(cat, collection, info)
     return info
 
 
-def _store_collection(cat: Catalog, build: dict, collection: str, info: dict) -> None:
-    """Add a finished collection to build.json (fingerprints, counts), then views; build.json last."""
+def _store_collection(cat: Catalog, collection: str, info: dict) -> dict:
+    """Add a finished collection to build.json (fingerprints, counts), then views; build.json last.
+
+    Read-modify-write of build.json: the caller holds the writer lock, and build.json is read
+    here, so entries another command stored since the caller started are kept. Returns it.
+    """
+    build = cat.load_build()
     build.setdefault("format", "vgdata-catalog/1")
     build["collections"][collection] = info
     build["tool_version"] = __version__
@@ -239,6 +431,7 @@ def _store_collection(cat: Catalog, build: dict, collection: str, info: dict) ->
     }
     cat.write_views()
     cat.write_build(build)  # last: a catalog without it is unfinished
+    return build
 
 
 def _check_config(c: BuildConfig) -> None:
@@ -265,6 +458,15 @@ def _check_config(c: BuildConfig) -> None:
         raise UsageError(f"--shard-size must be >= 1, got {c.shard_size}")
     if c.short_side < 0:
         raise UsageError(f"--short-side must be >= 0, got {c.short_side}")
+    if c.workers < 0:
+        raise UsageError(f"--workers must be >= 0 (0 = all cores), got {c.workers}")
+    if c.panoramas is not None:
+        from vgdata.panorama import PanoramaError, check_strip_params
+
+        try:
+            check_strip_params(c.n_crops, c.step_deg)
+        except PanoramaError as e:
+            raise UsageError(str(e)) from None
     if not c.collection.replace("_", "").replace("-", "").isalnum():
         raise UsageError(f"--collection must be letters, digits, '_' or '-', got {c.collection!r}")
 

@@ -11,6 +11,14 @@ Layout of ``catalogs/<name>/``::
 
 Every file is written under a temporary name and renamed into place, so a crash
 never leaves a half-written table where a reader would take it for a whole one.
+
+One writer per catalog: every function that writes a catalog (builds, splits, manifests,
+``build.json``) holds :func:`writer_lock`, an exclusive OS lock (``flock``) on
+``<catalog>/.lock``, for the whole write. A second writer waits (one line on stderr naming
+the holder) or, with ``wait=False`` (``--no-wait``), raises :class:`CatalogBusy`. The OS
+drops the lock when its holder dies, however it dies, so there is never a stale lock to
+delete. Readers (``info``, ``export``, vgtrain) take no lock: every file they read is
+replaced atomically.
 The views use paths relative to the catalog folder; :func:`connect` sets DuckDB's
 ``file_search_path`` so the folder can be moved. From the DuckDB shell, open it from
 inside the folder (``cd catalogs/x && duckdb catalog.duckdb``).
@@ -18,31 +26,45 @@ inside the folder (``cd catalogs/x && duckdb catalog.duckdb``).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import datetime
+import errno
 import hashlib
 import json
 import os
+import shlex
+import sys
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vgdata.errors import UsageError
+from vgdata.errors import UsageError, VgdataError
 from vgdata.schema import TABLES
 
 FORMAT = "vgdata-catalog/1"
 SQL_DIR = Path(__file__).parent / "sql"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A reader sees the old file or the new one, never a part. ``fsync`` also flushes the
+    file to the disk before the rename (for ``build.json``: a power cut keeps a whole file).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -80,6 +102,140 @@ def combine_digests(items: Iterable[tuple[str, str]]) -> str:
     for key, digest in sorted(items):
         h.update(f"{key}={digest};".encode())
     return h.hexdigest()
+
+
+# ---------- one writer per catalog
+
+LOCK_FILE = ".lock"
+"""Name of the lock file inside a catalog folder; it holds the current writer's JSON description."""
+
+
+class CatalogBusy(VgdataError):
+    """Another process is writing this catalog and the caller asked not to wait (``--no-wait``).
+
+    Exit code 75 (``EX_TEMPFAIL``: try again later).
+    """
+
+    exit_code = 75
+
+
+_wait_default: contextvars.ContextVar[bool] = contextvars.ContextVar("vgdata_writer_wait", default=True)
+_held: dict[tuple[str, int], list[Any]] = {}  # (catalog realpath, thread id) -> [fd, depth]
+_held_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def lock_waiting(wait: bool) -> Iterator[None]:
+    """Make ``wait`` the default of every :func:`writer_lock` taken inside this block.
+
+    For a library call that has no ``wait`` parameter of its own (``split_groups``).
+    """
+    token = _wait_default.set(wait)
+    try:
+        yield
+    finally:
+        _wait_default.reset(token)
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _holder_text(lock_path: Path) -> str:
+    """``pid 123 (build collection 'database': cli.py build-catalog ..., since 2024-05-01 12:00:03)``."""
+    try:
+        info = json.loads(lock_path.read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:  # what the file says is from an earlier holder; the new one is writing it
+        return "another process"
+    except PermissionError:
+        pass
+    what = _one_line(str(info.get("task", "")))
+    command = _one_line(str(info.get("command", "")))
+    return f"pid {pid} ({what}: {command}, since {_one_line(str(info.get('started', '?')))})"
+
+
+def _print_wait(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def writer_lock(
+    catalog: str | os.PathLike[str],
+    *,
+    task: str,
+    wait: bool | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Hold the catalog's exclusive writer lock (``flock`` on ``<catalog>/.lock``) for the block.
+
+    ``task`` says what the holder does (it is written into the lock file, with the pid, the
+    command line and the start time, for the others' messages). When another process holds
+    the lock: with ``wait`` (default: True, or what :func:`lock_waiting` set) ``on_wait``
+    gets one line naming the holder (default: printed to stderr) and the call blocks until
+    the lock is free; without, :class:`CatalogBusy` is raised naming the holder. Re-entrant
+    within one thread. The catalog folder must exist. The lock dies with its process.
+    """
+    import fcntl
+
+    root = Path(catalog)
+    key = (os.path.realpath(root), threading.get_ident())
+    with _held_guard:
+        held = _held.get(key)
+        if held is not None:
+            held[1] += 1
+    if held is not None:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                held[1] -= 1
+        return
+
+    wait = _wait_default.get() if wait is None else wait
+    lock_path = root / LOCK_FILE
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder_text(lock_path)
+            if not wait:
+                raise CatalogBusy(
+                    f"{root} is being written by {holder}; run again when it has finished, "
+                    "or without --no-wait to wait for it"
+                ) from None
+            (on_wait or _print_wait)(f"waiting: {root} is being written by {holder} (Ctrl-C to stop waiting)")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        me = {
+            "pid": os.getpid(),
+            "task": task,
+            "command": " ".join([Path(sys.argv[0]).name, *map(shlex.quote, sys.argv[1:])]) if sys.argv else "",
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        with _held_guard:
+            _held[key] = [fd, 1]
+        try:
+            yield
+        finally:
+            with _held_guard:
+                del _held[key]
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+
+def holds_writer_lock(catalog: str | os.PathLike[str]) -> bool:
+    """True when this thread holds the writer lock of ``catalog``."""
+    return (os.path.realpath(Path(catalog)), threading.get_ident()) in _held
 
 
 class Catalog:
@@ -123,8 +279,12 @@ class Catalog:
         return self.load_build()
 
     def write_build(self, build: dict[str, Any]) -> None:
-        """Write build.json atomically (the last step of every build)."""
-        atomic_write_bytes(self.build_json, (json.dumps(build, indent=2, sort_keys=True) + "\n").encode())
+        """Write build.json atomically and durably (the last step of every build).
+
+        Callers hold :func:`writer_lock` and read build.json again under it before changing it,
+        so two writers never lose each other's entries.
+        """
+        atomic_write_bytes(self.build_json, (json.dumps(build, indent=2, sort_keys=True) + "\n").encode(), fsync=True)
 
     def image_root(self, collection: str, build: dict[str, Any] | None = None) -> Path:
         """Absolute folder that the ``path`` column of ``collection`` is relative to."""
@@ -163,7 +323,8 @@ class Catalog:
             "vgdata.tool_version": __version__,
         }
         path = self.manifests_dir / f"{name}.parquet"
-        atomic_write_table(path, table, meta)
+        with writer_lock(self.root, task=f"write manifest {name!r}"):  # re-entrant: callers usually hold it
+            atomic_write_table(path, table, meta)
         return path
 
     # ---------- sets: a collection name or a split view
@@ -186,8 +347,14 @@ class Catalog:
         raise UsageError(f"no collection or split named {name!r} in {self.root}; have: {', '.join(self.set_names())}")
 
     def parts(self, table: str, collection: str) -> list[Path]:
-        """Existing Parquet parts of one collection in one table."""
-        return sorted(self.table_dir(table).glob(f"{collection}-*.parquet"))
+        """Existing Parquet parts of one collection in one table: ``<collection>-<shard>.parquet``.
+
+        Shard names have no '-', so the parts of ``a`` are not confused with those of ``a-b``.
+        """
+        prefix = f"{collection}-"
+        return sorted(
+            p for p in self.table_dir(table).glob(f"{collection}-*.parquet") if "-" not in p.stem[len(prefix) :]
+        )
 
     # ---------- DuckDB
     def ensure_table_dirs(self) -> None:
@@ -258,7 +425,14 @@ class Catalog:
         import duckdb
 
         self.require()
+        if self.duckdb_path.is_file() and not os.access(self.duckdb_path, os.R_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.duckdb_path))
         if not self.duckdb_path.is_file() or not self._views_current():
+            if not os.access(self.root, os.W_OK):
+                raise VgdataError(
+                    f"{self.duckdb_path} is missing or out of date and {self.root} is not writable: run any vgdata "
+                    "command that writes this catalog (e.g. `vgdata info`) once as a user who may write it"
+                )
             self.write_views()
         con = duckdb.connect(str(self.duckdb_path), read_only=read_only)
         con.execute(f"set file_search_path = '{_sql_literal(str(self.root.resolve()))}'")

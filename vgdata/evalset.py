@@ -41,7 +41,10 @@ Key-value metadata (:meth:`vgdata.catalog.Catalog.write_manifest`): ``vgdata.kin
 ``"eval"``, ``vgdata.params`` (JSON: database, queries, threshold, the two sets'
 fingerprints and the counts), ``vgdata.catalog_fingerprint``, ``vgdata.image_roots``,
 ``vgdata.tool_version``. Running ``eval_set`` again with the same parameters on an unchanged
-catalog (same fingerprints, tool version and image roots) reuses the file.
+catalog (same fingerprints, tool version and image roots) reuses the file (a read-only
+catalog is fine then). Writing the file holds the catalog's writer lock
+(:func:`vgdata.catalog.writer_lock`); the table is computed under it, from the catalog as
+it is then.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vgdata import __version__
-from vgdata.catalog import Catalog
+from vgdata.catalog import Catalog, writer_lock
 from vgdata.errors import UsageError
 
 KIND = "eval"
@@ -125,13 +128,15 @@ def eval_set(
     database: str,
     queries: str,
     threshold: float = DEFAULT_THRESHOLD,
+    wait: bool = True,
 ) -> EvalSetResult:
     """Write ``manifests/eval_<name>.parquet``: ``database`` and ``queries`` with each query's positives.
 
     ``database``/``queries`` are collection or split-view names; ``threshold`` is the positive
     radius in metres (inclusive). Reuses the manifest when it was made from the same parameters
     on the same catalog. Raises :class:`UsageError` for a bad name or threshold, an unknown or
-    empty set.
+    empty set; :class:`vgdata.catalog.CatalogBusy` when another process writes the catalog and
+    ``wait`` is False.
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise UsageError(
@@ -139,19 +144,39 @@ def eval_set(
         )
     threshold = _check_threshold(threshold)
     cat = Catalog(catalog)
-    build = cat.require()
-    inputs = {
+    path = cat.manifests_dir / f"eval_{name}.parquet"
+    reused = _reuse(cat, path, database, queries, threshold)  # no lock needed to read
+    if reused is not None:
+        return reused
+    with writer_lock(cat.root, task=f"write eval set {name!r}", wait=wait):
+        reused = _reuse(cat, path, database, queries, threshold)  # the catalog as it is now, under the lock
+        if reused is not None:
+            return reused
+        return _write_eval_set(cat, path, name, database, queries, threshold)
+
+
+def _inputs(cat: Catalog, build: dict[str, Any], database: str, queries: str, threshold: float) -> dict[str, Any]:
+    return {
         "database": database,
         "queries": queries,
         "threshold": threshold,
         "database_fingerprint": _set_fingerprint(cat, build, database),
         "queries_fingerprint": _set_fingerprint(cat, build, queries),
     }
-    path = cat.manifests_dir / f"eval_{name}.parquet"
-    params = _reusable_params(path, inputs, build["fingerprint"], cat.image_roots(build))
-    if params is not None:
-        return _result(path, params, reused=True)
 
+
+def _reuse(cat: Catalog, path: Path, database: str, queries: str, threshold: float) -> EvalSetResult | None:
+    build = cat.require()
+    inputs = _inputs(cat, build, database, queries, threshold)
+    params = _reusable_params(path, inputs, build["fingerprint"], cat.image_roots(build))
+    return None if params is None else _result(path, params, reused=True)
+
+
+def _write_eval_set(
+    cat: Catalog, path: Path, name: str, database: str, queries: str, threshold: float
+) -> EvalSetResult:
+    build = cat.require()
+    inputs = _inputs(cat, build, database, queries, threshold)
     table = eval_table(cat.root, database=database, queries=queries, threshold=threshold)
     queries_rows = table.filter(pc.equal(table["role"], "query"))
     counts = pc.list_value_length(queries_rows["positives"])

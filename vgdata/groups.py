@@ -21,6 +21,8 @@ utm_north, utm_zone, heading, class_e, class_n, class_h, group_e, group_n, group
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -86,10 +88,19 @@ class GroupsResult:
 
 
 def _check(c: GroupsConfig) -> None:
-    if not (c.m > 0 and c.alpha > 0):
-        raise UsageError(f"--M and --alpha must be > 0, got M={c.m}, alpha={c.alpha}")
-    if c.n < 1 or c.l < 1 or c.groups_num < 1 or c.min_images_per_class < 1:
-        raise UsageError("--N, --L, --groups-num and --min-images-per-class must be >= 1")
+    """Each parameter on its own: one line naming the option, before the catalog is opened."""
+    for option, value, unit in (("--M", c.m, "metres"), ("--alpha", c.alpha, "degrees")):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        if not ok:
+            raise UsageError(f"{option} must be a finite number of {unit} > 0, got {value!r}")
+    for option, value in (
+        ("--N", c.n),
+        ("--L", c.l),
+        ("--min-images-per-class", c.min_images_per_class),
+        ("--groups-num", c.groups_num),
+    ):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise UsageError(f"{option} must be a whole number >= 1, got {value!r}")
 
 
 def manifest_name(c: GroupsConfig, fingerprint: str) -> str:
@@ -134,7 +145,7 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
         cols = rel.columns
         groups = [dict(zip(cols, row, strict=True)) for row in rel.fetchall()]
         if len(groups) < config.groups_num:
-            raise VgdataError(_too_few_groups_message(config, groups))
+            raise VgdataError(_too_few_groups_message(config, groups, _coverage(con, config.collection)))
         chosen = groups[: config.groups_num]
         name = manifest_name(config, build["fingerprint"])
         path = cat.manifests_dir / f"{name}.parquet"
@@ -158,8 +169,28 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
     )
 
 
-def _too_few_groups_message(c: GroupsConfig, groups: list[dict[str, Any]]) -> str:
+def _coverage(con, collection: str) -> tuple[int, int, int]:
+    """(images, images with a heading, images with a heading and UTM) of ``collection``."""
+    return con.sql(
+        "select count(*), count(heading), count(*) filter (where heading is not null and utm_east is not null "
+        "and utm_north is not null) from images where collection = $coll",
+        params={"coll": collection},
+    ).fetchall()[0]
+
+
+def _too_few_groups_message(c: GroupsConfig, groups: list[dict[str, Any]], coverage: tuple[int, int, int]) -> str:
     found = len(groups)
+    images, with_heading, usable = coverage
+    if images and not with_heading:
+        return (
+            f"none of the {images} images of collection {c.collection!r} has a heading, and CosPlace classes need "
+            "one; import '@' names with a heading (field 9), or give the metadata/poses CSV a heading column"
+        )
+    if images and not usable:
+        return (
+            f"none of the {images} images of collection {c.collection!r} has both a heading and UTM coordinates, "
+            "and CosPlace classes need both"
+        )
     if found == 0:
         return (
             f"no class of collection {c.collection!r} has >= {c.min_images_per_class} images "
@@ -172,6 +203,23 @@ def _too_few_groups_message(c: GroupsConfig, groups: list[dict[str, Any]]) -> st
 
 
 def _write_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: dict, path: Path) -> None:
+    """Write the manifest under the catalog's writer lock, from the catalog ``build`` describes.
+
+    Another writer that finished while the groups were computed changed the fingerprint:
+    refused (run again). The wait for a busy catalog follows :func:`vgdata.catalog.lock_waiting`.
+    """
+    from vgdata.catalog import writer_lock
+
+    with writer_lock(cat.root, task=f"write groups manifest {path.stem!r}"):
+        if cat.load_build().get("fingerprint") != build["fingerprint"]:
+            raise VgdataError(
+                f"{cat.root} was changed by another command while split-groups ran; run split-groups again"
+            )
+        if not path.is_file():  # else an identical run wrote it meanwhile (its name holds the fingerprint)
+            _copy_manifest(con, cat, build, config, args, path)
+
+
+def _copy_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: dict, path: Path) -> None:
     meta = {
         "vgdata.kind": "groups",
         "vgdata.params": json.dumps(config.params(), sort_keys=True),

@@ -8,8 +8,18 @@ interrupted job (Ctrl-C, ``kill -9``, a crash) resumes with the remaining shards
 Shard outputs must be a pure function of the payload, which makes a resumed job's
 outputs identical to an uninterrupted one's.
 
+Markers are keyed by the plan: given ``keys`` (shard id -> ``{name: key}``, e.g. a hash of
+the shard's inputs, their file identities and the parameters), a marker counts only when
+its keys equal the plan's (the names in ``match``); any other marker is deleted before its
+shard runs again, so a shard of other inputs is never adopted, and a shard whose marker is
+gone is never taken for done while its old outputs are still on disk.
+
 ``workers <= 1`` runs the shards in this process (no pickling, no start-up cost);
-otherwise a ``spawn`` process pool is used (no fork after DuckDB/polars threads).
+otherwise a ``spawn`` process pool is used (no fork after DuckDB/polars threads). Workers
+die with this process whatever ends it (``kill -9`` included): on Linux each arms
+``PR_SET_PDEATHSIG`` (SIGKILL), and a watchdog thread exits when its parent changes, so
+no orphan keeps working or holds the caller's pipes open. Ctrl-C reaches the whole
+process group as before: the finished shards keep their markers.
 """
 
 from __future__ import annotations
@@ -17,7 +27,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from collections.abc import Callable
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -41,16 +55,82 @@ def marker_path(job_dir: Path, shard_id: str) -> Path:
     return job_dir / f"{shard_id}.done"
 
 
-def read_marker(job_dir: Path, shard_id: str) -> dict | None:
-    """Stats of a finished shard, or None when it has not finished."""
+def read_marker(
+    job_dir: Path, shard_id: str, keys: Mapping[str, str] | None = None, match: Sequence[str] | None = None
+) -> dict | None:
+    """Stats of a finished shard, or None when it has not finished for this plan.
+
+    With ``keys``, the marker must hold the same value for every name in ``match`` (default:
+    all of ``keys``); a marker of another plan, or one without keys, does not count.
+    """
     p = marker_path(job_dir, shard_id)
-    return json.loads(p.read_text()) if p.is_file() else None
+    try:
+        marker = json.loads(p.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # unreadable: run the shard again
+    keyed = isinstance(marker, dict) and marker.get("format") == MARKER_FORMAT
+    if keys is None:
+        return marker["stats"] if keyed else marker
+    if not keyed:
+        return None
+    names = list(keys) if match is None else list(match)
+    held = marker.get("keys") or {}
+    if any(name not in keys or held.get(name) != keys[name] for name in names):
+        return None
+    return marker["stats"]
 
 
-def _run_and_mark(fn: ShardFn, job_dir: str, shard_id: str, payload: Payload) -> tuple[str, dict]:
+MARKER_FORMAT = "vgdata-marker/1"
+
+
+def _marker_bytes(stats: dict, keys: Mapping[str, str] | None) -> bytes:
+    body: Any = stats if keys is None else {"format": MARKER_FORMAT, "keys": dict(keys), "stats": stats}
+    return json.dumps(body, sort_keys=True).encode()
+
+
+def _run_and_mark(
+    fn: ShardFn, job_dir: str, shard_id: str, payload: Payload, keys: Mapping[str, str] | None = None
+) -> tuple[str, dict]:
     stats = fn(payload)
-    atomic_write_bytes(marker_path(Path(job_dir), shard_id), json.dumps(stats, sort_keys=True).encode())
+    atomic_write_bytes(marker_path(Path(job_dir), shard_id), _marker_bytes(stats, keys))
     return shard_id, stats
+
+
+# ---------- workers die with their parent
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WATCH_SECONDS = 0.5
+"""How often a worker's watchdog thread checks that its parent is alive."""
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Initializer of every pool worker: die when the parent dies, however it dies.
+
+    ``PR_SET_PDEATHSIG`` asks the kernel for SIGKILL when the thread that started this
+    worker ends (Linux); the check right after it catches a parent that died before the
+    request, and the watchdog thread covers other systems (and a parent that started the
+    pool from a thread that has ended while the process lives on).
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the watchdog remains
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="vgdata-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(WATCH_SECONDS)
+        if os.getppid() != parent_pid:  # re-parented: the parent is gone
+            os._exit(1)
 
 
 def run_shards(
@@ -61,19 +141,28 @@ def run_shards(
     workers: int,
     size_of: Callable[[Payload], int] = lambda p: 1,
     on_done: Callable[[str, dict, int], None] | None = None,
+    keys: Mapping[str, Mapping[str, str]] | None = None,
+    match: Sequence[str] | None = None,
 ) -> dict[str, dict]:
-    """Run every shard that has no completion marker; return the stats of all shards.
+    """Run every shard that has no completion marker for this plan; return the stats of all shards.
 
     ``size_of(payload)`` counts the items of a shard (for progress); ``on_done(shard_id,
     stats, items)`` is called in this process after each shard finishes, including the
     ones skipped because they were already done (with ``stats`` from the marker).
+    ``keys[shard_id]`` (names -> key strings) are written into each marker, and ``match``
+    names the keys a marker must share with the plan to count (default: all); see
+    :func:`read_marker`. Without ``keys`` any marker counts (the caller keys ``job_dir``).
     """
     job_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}
     pending: list[tuple[str, Payload]] = []
     for shard_id, payload in shards:
-        stats = read_marker(job_dir, shard_id)
+        shard_keys = None if keys is None else keys[shard_id]
+        stats = read_marker(job_dir, shard_id, shard_keys, match)
         if stats is None:
+            # A marker of another plan goes first: if this run dies mid-shard, the shard's
+            # outputs are then never taken for the other plan's.
+            marker_path(job_dir, shard_id).unlink(missing_ok=True)
             pending.append((shard_id, payload))
         else:
             results[shard_id] = stats
@@ -81,23 +170,28 @@ def run_shards(
                 on_done(shard_id, stats, size_of(payload))
     sizes = {sid: size_of(p) for sid, p in pending}
 
+    def key_of(shard_id: str) -> Mapping[str, str] | None:
+        return None if keys is None else keys[shard_id]
+
     if workers <= 1 or len(pending) <= 1:
         for shard_id, payload in pending:
-            _, stats = _run_and_mark(fn, str(job_dir), shard_id, payload)
+            _, stats = _run_and_mark(fn, str(job_dir), shard_id, payload, key_of(shard_id))
             results[shard_id] = stats
             if on_done:
                 on_done(shard_id, stats, sizes[shard_id])
         return results
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(pending)), mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+    ) as pool:
         # Submit lazily, at most 2 shards per worker in flight, to bound memory.
         queue = list(reversed(pending))
         running = set()
         while queue or running:
             while queue and len(running) < 2 * workers:
                 shard_id, payload = queue.pop()
-                running.add(pool.submit(_run_and_mark, fn, str(job_dir), shard_id, payload))
+                running.add(pool.submit(_run_and_mark, fn, str(job_dir), shard_id, payload, key_of(shard_id)))
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 shard_id, stats = fut.result()

@@ -5,10 +5,11 @@ A full name has 15 '@'-separated fields after a leading '@'::
     @east@north@zone@letter@lat@lon@pano_id@tile@heading@pitch@roll@altitude@timestamp@note@.ext
 
 UTM east/north are metres, lat/lon decimal degrees (WGS84), heading/pitch/roll degrees, altitude
-metres, timestamp ``YYYY[MM[DD[_hh[mm[ss]]]]]``. Every field is kept as raw text, so
-``format_name(parse_name(s)) == basename(s)``. The SF-XL test database also holds a 9-part "short"
-variant, ``@east@north@zone@letter@lat@lon@pano_id@<timestamp><ext>``. Nordland as the downloader
-writes it leaves zone, letter, lat and lon empty (dummy UTM only); that is accepted.
+metres, timestamp ``YYYY[MM[DD[_hh[mm[ss]]]]]`` (a real calendar date: no 30 February). Every
+field is kept as raw text, so ``format_name(parse_name(s)) == basename(s)``. The SF-XL test
+database also holds a 9-part "short" variant, ``@east@north@zone@letter@lat@lon@pano_id@<timestamp><ext>``.
+Nordland as the downloader writes it leaves zone, letter, lat and lon empty (dummy UTM only); that
+is accepted.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ class NameFormatError(VgdataError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+def days_in_month(year: int, month: int) -> int:
+    """Days of ``month`` in ``year`` (proleptic Gregorian): 30 February and 31 April do not exist."""
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
 
 
 def _opt_float(text: str) -> float | None:
@@ -107,6 +115,11 @@ class AtName:
             for part, (lo, hi) in zip(m.groups()[1:], _TS_LIMITS, strict=True):
                 if part is not None and not lo <= int(part) <= hi:
                     fail("timestamp", f"has a part {part!r} outside {lo}..{hi}")
+            year, month, day = m.group(1), m.group(2), m.group(3)
+            if day is not None and int(day) > days_in_month(int(year), int(month)):
+                fail(
+                    "timestamp", f"has day {day} but month {month} of {year} has {days_in_month(int(year), int(month))}"
+                )
         if len(self.extension) < 2 or not self.extension.startswith("."):
             fail("extension", "does not start with '.' followed by a suffix")
         if self.variant == "short":

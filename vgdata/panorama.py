@@ -39,6 +39,13 @@ SF-XL strip crops (:func:`strip_windows`, :func:`strip_crops`)
   heading are computed with exact rational arithmetic (``fractions.Fraction`` of
   the float inputs) and the heading is rounded to float64 only at the end, so it
   never falls below its target through float error.
+* A panorama whose SF-XL band would be empty, or taller than the panorama is wide, raises
+  :class:`PanoramaTooSmall`. One too small to give ``n_crops`` *different* windows (e.g. 12
+  windows on an 8 x 4 image, several on the same columns) still gets its windows here;
+  the build rejects it as "panorama too small" because its crops would share names.
+  ``check_strip_params`` refuses parameters whose targets repeat (``n_crops * step_deg``
+  wrapping onto an earlier target) or share an integer degree (``step_deg < 1``: names
+  carry the heading as an integer).
 * SF-XL's README says its released crops are labelled with the azimuth of their
   *leftmost* column; we label a crop with the azimuth of its *centre* column
   (the optical axis), per the project's design. Our windows are therefore not
@@ -71,7 +78,9 @@ __all__ = [
     "SFXL_TOP",
     "CropWindow",
     "PanoramaError",
+    "PanoramaTooSmall",
     "check_equirect",
+    "check_strip_params",
     "perspective_crop",
     "strip_crops",
     "strip_rows",
@@ -80,7 +89,21 @@ __all__ = [
 
 
 class PanoramaError(VgdataError):
-    """A panorama that cannot be cropped: wrong aspect ratio, bad size or angles."""
+    """A panorama that cannot be cropped: wrong aspect ratio, bad size or angles.
+
+    ``reason`` is the short category a build's ``rejects`` row gets for it.
+    """
+
+    def __init__(self, message: str, reason: str = "bad panorama") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PanoramaTooSmall(PanoramaError):
+    """A panorama with too few pixels for its SF-XL band or for distinct crop windows."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "panorama too small")
 
 
 #: SF-XL raw panorama size (width, height) in pixels.
@@ -95,10 +118,12 @@ def check_equirect(width: int, height: int, tol: float = 0.01) -> None:
     ``tol`` is relative: the ratio ``W / H`` may differ from 2 by ``tol * 2``.
     """
     if width <= 0 or height <= 0:
-        raise PanoramaError(f"bad panorama size {width}x{height}")
+        raise PanoramaTooSmall(f"bad panorama size {width}x{height}")
     ratio = width / height
     if abs(ratio - 2.0) > tol * 2.0:
-        raise PanoramaError(f"wrong aspect ratio {width}x{height} (W/H={ratio:.2f}, expected 2:1)")
+        raise PanoramaError(
+            f"wrong aspect ratio {width}x{height} (W/H={ratio:.2f}, expected 2:1)", "wrong aspect ratio"
+        )
 
 
 def strip_rows(height: int) -> tuple[int, int]:
@@ -110,12 +135,12 @@ def strip_rows(height: int) -> tuple[int, int]:
     arithmetic (ties cannot occur for these ratios).
     """
     if height <= 0:
-        raise PanoramaError(f"bad panorama height {height}")
+        raise PanoramaTooSmall(f"bad panorama height {height}")
     full = SFXL_SIZE[1]
     top = (2 * height * SFXL_TOP + full) // (2 * full)
     bottom = (2 * height * SFXL_BOTTOM + full) // (2 * full)
     if top + bottom >= height:
-        raise PanoramaError(f"panorama height {height} too small for an SF-XL band")
+        raise PanoramaTooSmall(f"panorama height {height} too small for an SF-XL band")
     return top, height - bottom
 
 
@@ -139,19 +164,48 @@ class CropWindow:
 def _finite_fraction(value: float, name: str) -> Fraction:
     value = float(value)
     if not math.isfinite(value):
-        raise PanoramaError(f"{name} must be finite, got {value}")
+        raise PanoramaError(f"{name} must be finite, got {value}", "bad parameter")
     return Fraction(value)
+
+
+def check_strip_params(n_crops: int, step_deg: float) -> None:
+    """Raise :class:`PanoramaError` (reason "bad parameter") unless the strip parameters give
+    ``n_crops`` crops with different names on any panorama large enough.
+
+    ``n_crops``: an integer >= 1; ``step_deg``: finite and > 0 degrees. The targets
+    ``(k * step_deg) mod 360`` must fall in different whole degrees, because crop names carry
+    the heading as an integer: ``step_deg < 1`` or ``n_crops * step_deg`` wrapping past 360
+    onto an earlier target's degree are refused.
+    """
+    if isinstance(n_crops, bool) or not isinstance(n_crops, int) or n_crops < 1:
+        raise PanoramaError(f"n_crops must be an integer >= 1, got {n_crops!r}", "bad parameter")
+    if isinstance(step_deg, bool) or not isinstance(step_deg, int | float):
+        raise PanoramaError(f"step_deg must be a number of degrees, got {step_deg!r}", "bad parameter")
+    step = _finite_fraction(step_deg, "step_deg")
+    if step <= 0:
+        raise PanoramaError(f"step_deg must be > 0 degrees, got {step_deg!r}", "bad parameter")
+    first: dict[int, int] = {}
+    for k in range(n_crops):
+        degree = math.floor((k * step) % 360)
+        if degree in first:
+            raise PanoramaError(
+                f"n_crops={n_crops} crops every step_deg={step_deg:g} degrees: crops {first[degree]} and {k} "
+                f"would both target degree {degree} and share a name; use fewer crops or a step >= 1 degree "
+                f"with n_crops * step_deg <= 360",
+                "bad parameter",
+            )
+        first[degree] = k
 
 
 @lru_cache(maxsize=4096)
 def _windows(width: int, height: int, pano_heading: float, n_crops: int, step_deg: float) -> tuple[CropWindow, ...]:
     check_equirect(width, height)
     if n_crops < 1:
-        raise PanoramaError(f"n_crops must be >= 1, got {n_crops}")
+        raise PanoramaError(f"n_crops must be >= 1, got {n_crops}", "bad parameter")
     y0, y1 = strip_rows(height)
     size = y1 - y0
     if size > width:
-        raise PanoramaError(f"band height {size} exceeds panorama width {width}")
+        raise PanoramaTooSmall(f"band height {size} exceeds panorama width {width}")
     ph = _finite_fraction(pano_heading, "pano_heading") % 360
     step = _finite_fraction(step_deg, "step_deg")
     half = Fraction(size, 2)

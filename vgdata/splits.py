@@ -43,6 +43,9 @@ collection may change the draw. The grid side is computed once and stored in the
 params (``grid_m``), so the views do not re-run the grid search.
 
 Defining a split under an existing name replaces that split (its old views disappear).
+Defining a split holds the catalog's writer lock (:func:`vgdata.catalog.writer_lock`) from
+reading ``build.json`` to writing it and the views; ``wait=False`` raises
+:class:`vgdata.catalog.CatalogBusy` instead of waiting for another writer.
 SQL text is built from values in one place, :func:`split_view_statements` (views cannot take
 prepared parameters), through ``_literal``, which renders checked literals only; the other
 queries here pass their values as prepared parameters.
@@ -56,7 +59,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vgdata.catalog import Catalog, sql_files
+from vgdata.catalog import Catalog, sql_files, writer_lock
 from vgdata.errors import UsageError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -202,6 +205,7 @@ def split_years(
     queries_from: int,
     database_before: int | None = None,
     collection: str = "database",
+    wait: bool = True,
 ) -> SplitResult:
     """Define a year split: views ``<name>_queries`` (year >= queries_from) and ``<name>_database``.
 
@@ -218,11 +222,16 @@ def split_years(
             "or the database and the queries would share years"
         )
     params = {"queries_from": queries_from, "database_before": database_before, "collection": collection}
-    return _define(catalog, name, "years", params)
+    return _define(catalog, name, "years", params, wait=wait)
 
 
 def split_test(
-    catalog: str | os.PathLike[str], *, name: str = "test_database", year: int = 2013, collection: str = "database"
+    catalog: str | os.PathLike[str],
+    *,
+    name: str = "test_database",
+    year: int = 2013,
+    collection: str = "database",
+    wait: bool = True,
 ) -> SplitResult:
     """Define an SF-XL-style test database: view ``<name>`` = the images of one capture year.
 
@@ -230,7 +239,7 @@ def split_test(
     Defining an existing split name again replaces that split.
     """
     _literal(year, "int", "year")
-    return _define(catalog, name, "test", {"year": year, "collection": collection})
+    return _define(catalog, name, "test", {"year": year, "collection": collection}, wait=wait)
 
 
 def split_val(
@@ -242,6 +251,7 @@ def split_val(
     collection: str = "database",
     threshold: float = 25.0,
     grid_m: float | None = None,
+    wait: bool = True,
 ) -> SplitResult:
     """Define a validation split: views ``<name>_database`` and ``<name>_queries``, ``size`` images each.
 
@@ -265,14 +275,22 @@ def split_val(
             raise UsageError(f"grid_m must be > 0 metres, got {grid_m}")
     grid_m = None if grid_m is None else float(grid_m)
     params = {"size": size, "seed": seed, "threshold": float(threshold), "grid_m": grid_m, "collection": collection}
-    return _define(catalog, name, "val", params)
+    return _define(catalog, name, "val", params, wait=wait)
 
 
-def _define(catalog: str | os.PathLike[str], name: str, kind: str, params: dict[str, Any]) -> SplitResult:
-    """Check the split on a private connection, then store it in build.json and rebuild the views."""
+def _define(
+    catalog: str | os.PathLike[str], name: str, kind: str, params: dict[str, Any], *, wait: bool = True
+) -> SplitResult:
+    """Under the writer lock: check the split on a private connection, store it in build.json, rebuild the views."""
     cat = Catalog(catalog)
-    build = cat.require()
+    cat.require()  # "not a catalog" before any lock file is made
     _name(name, "split name")
+    with writer_lock(cat.root, task=f"define split {name!r}", wait=wait):
+        return _define_locked(cat, name, kind, params)
+
+
+def _define_locked(cat: Catalog, name: str, kind: str, params: dict[str, Any]) -> SplitResult:
+    build = cat.require()
     collection = _name(params["collection"], "collection")
     if collection not in build["collections"]:
         raise UsageError(
@@ -308,7 +326,7 @@ def _define(catalog: str | os.PathLike[str], name: str, kind: str, params: dict[
                 )
     finally:
         con.close()
-    build = cat.load_build()
+    build = cat.load_build()  # read-modify-write under the lock
     build.setdefault("splits", {})[name] = definition
     cat.write_build(build)
     cat.write_views()

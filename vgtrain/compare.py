@@ -16,12 +16,14 @@ B), and the queries won (A found at N, B not) and lost (B found, A not).
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vgtrain.errors import VgtrainError
 from vgtrain.stats import LEVEL, MISS, RESAMPLES, SEED, hits_from_first_rank, paired_bootstrap
 
 RECALLS_FILE = "recalls.json"
@@ -31,7 +33,7 @@ _TOLERANCE = 1e-6
 """Percent: how far a recall from predictions.parquet may be from recalls.json's."""
 
 
-class CompareError(ValueError):
+class CompareError(VgtrainError):
     """A user-facing error of ``vgtrain compare`` (one line)."""
 
 
@@ -47,6 +49,10 @@ def compare(
     :class:`CompareError` when a folder lacks the files, was written by a vgtrain without eval-set
     fingerprints, or the two come from different eval sets or have different query counts.
     """
+    if isinstance(resamples, bool) or not isinstance(resamples, numbers.Integral) or resamples < 1:
+        raise CompareError(f"--resamples must be a positive integer, got {resamples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise CompareError(f"--seed must be an integer >= 0, got {seed!r}")
     reports = {"A": _read_report(Path(a)), "B": _read_report(Path(b))}
     folders = {"A": Path(a), "B": Path(b)}
     prints = {}

@@ -39,6 +39,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from vgtrain.errors import VgtrainError
+
 log = logging.getLogger(__name__)
 
 META_KEYS = ("vgdata.params", "vgdata.catalog_fingerprint", "vgdata.image_roots")
@@ -53,7 +55,7 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 """What Pillow raises for missing, truncated or corrupt files."""
 
 
-class ManifestError(ValueError):
+class ManifestError(VgtrainError):
     """A manifest (or a file it lists) cannot be used; the message says how to fix it."""
 
 

@@ -7,10 +7,13 @@ Launch K processes with ``torchrun --nproc-per-node K -m vgtrain.fit ...`` (or `
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from vgtrain.errors import VgtrainError
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,17 @@ class DistInfo:
 def setup(device: str = "auto") -> DistInfo:
     """Initialise DDP when launched by torchrun (WORLD_SIZE > 1); pick the device.
 
-    ``device``: "auto" (CUDA if available, else CPU), "cpu" or "cuda".
+    ``device``: "auto" (CUDA if available, else CPU), "cpu" or "cuda" (``cuda:N`` too); anything else, or
+    "cuda" where torch sees no CUDA device, is a :class:`VgtrainError`.
     """
+    if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise VgtrainError(f"--device must be auto, cpu or cuda, got {device!r}")
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise VgtrainError(
+            f"--device {device}: this torch ({torch.__version__}) sees no CUDA device; "
+            "use --device cpu (or auto), and see `vgtrain env`"
+        )
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1:
         rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))

@@ -19,7 +19,6 @@ CosPlace model randomly initialised after ``torch.manual_seed(S)``).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 import warnings
@@ -30,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from vgtrain.errors import CheckpointError, VgtrainError
 from vgtrain.evaluate import RECALL_VALUES, compute_descriptors, recalls_from_hits
-from vgtrain.knn import IndexSpec, search
+from vgtrain.knn import NO_FAISS_IVFPQ, IndexSpec, _check_ivfpq, _faiss, search
 
 
 @dataclass
@@ -69,8 +69,23 @@ class EvalConfig:
         return asdict(self)
 
 
-class EvalError(ValueError):
+class EvalError(VgtrainError):
     """A user-facing evaluation error."""
+
+
+_WEIGHTS_ADVICE = "pass a run folder written by `vgtrain fit`, one of its .pt files or a state dict saved by torch.save"
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(
+            f"{path} is not readable JSON ({e}); the checkpoint is damaged, {_WEIGHTS_ADVICE}"
+        ) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("model_args"), dict):
+        raise CheckpointError(f"{path} lacks model_args; the checkpoint is damaged, {_WEIGHTS_ADVICE}")
+    return meta
 
 
 BASELINES = ("imagenet", "random")
@@ -88,12 +103,15 @@ def resolve_weights(path: str) -> tuple[Path, dict | None]:
     if p.is_dir():
         for tag in ("best", "last"):
             if (p / f"{tag}.pt").is_file():
-                return p / f"{tag}.pt", json.loads((p / f"{tag}.meta.json").read_text())
+                meta = p / f"{tag}.meta.json"
+                if not meta.is_file():
+                    raise CheckpointError(f"{p / f'{tag}.pt'} has no {meta.name} beside it; {_WEIGHTS_ADVICE}")
+                return p / f"{tag}.pt", _read_meta(meta)
         raise EvalError(f"no best.pt or last.pt in {p}; pass a run folder written by `vgtrain fit` or a .pt file")
     if not p.is_file():
         raise EvalError(f"weights not found: {p} (pass a run folder, a .pt file, `imagenet` or `random`)")
     meta = p.with_name(p.name[: -len(".pt")] + ".meta.json") if p.name.endswith(".pt") else None
-    return p, (json.loads(meta.read_text()) if meta is not None and meta.is_file() else None)
+    return p, (_read_meta(meta) if meta is not None and meta.is_file() else None)
 
 
 def _load_baseline(config: EvalConfig):
@@ -106,7 +124,7 @@ def _load_baseline(config: EvalConfig):
         need = "EfficientNetLite0" if kind == "imagenet" else f"NAME ({', '.join(BACKBONES)})"
         raise EvalError(f"--weights {kind} needs --backbone {need}")
     if kind == "imagenet":
-        path = imagenet_weights_path(config.backbone)  # ValueError for backbones without shipped weights
+        path = imagenet_weights_path(config.backbone)  # ModelError for backbones without shipped weights
         model = build_model(config.backbone, fc_output_dim=None, backbone_weights="imagenet")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         args = {"backbone": config.backbone, "fc_output_dim": None, "train_all_layers": False}
@@ -137,17 +155,20 @@ def load_model(config: EvalConfig):
     Their model args add ``weights`` (``imagenet``/``random``), ``seed`` (random), ``head``
     (``gem`` or ``gem+linear``) and ``descriptor_dim`` to :func:`vgtrain.model.model_args`'s keys.
     """
-    from vgtrain.model import build_model, load_state_dict_checked
+    from vgtrain.checkpoint import load_weights
+    from vgtrain.model import ModelError, build_model, load_state_dict_checked
 
     if config.weights in BASELINES:
         return _load_baseline(config)
     path, meta = resolve_weights(config.weights)
     data = path.read_bytes()  # read once: loaded and hashed
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model_state_dict" in state:  # some CosPlace checkpoints wrap it
-        state = state["model_state_dict"]
+    state = load_weights(path, what="weights", advice=_WEIGHTS_ADVICE, data=data)  # unwraps model_state_dict
     if meta is not None:
-        args = meta["model_args"]
+        args = {
+            k: meta["model_args"][k]
+            for k in ("backbone", "fc_output_dim", "train_all_layers")
+            if k in meta["model_args"]
+        }
     else:
         if config.backbone is None:
             raise EvalError(f"{path} has no .meta.json beside it: pass --backbone (ResNet18, ResNet50, ...)")
@@ -159,7 +180,7 @@ def load_model(config: EvalConfig):
         model = build_model(**args)
     try:
         load_state_dict_checked(model, state)
-    except ValueError as e:
+    except ModelError as e:
         raise EvalError(f"{path}: {e}") from None
     return model, args, path, hashlib.sha256(data).hexdigest()[:16], meta
 
@@ -208,8 +229,8 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None) -> di
         is_positive,
     )
 
-    if config.index not in ("flat", "ivfpq", "both"):
-        raise EvalError(f"--index must be flat, ivfpq or both, got {config.index!r}")
+    check_config(config)
+    device = setup(config.device).device  # a device torch lacks fails here, before any work
     manifest = EvalManifest.read(config.eval_set)
     if not manifest.queries:
         raise EvalError(f"{config.eval_set} has no query images; rebuild it with `vgdata eval-set`")
@@ -217,6 +238,13 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None) -> di
     if "model" not in shared:
         shared["model"] = load_model(config)
     model, args, weights_path, digest, meta = shared["model"]
+    if config.index != "flat":  # before the descriptors: an IVF-PQ that cannot be built fails now, not after them
+        if _faiss() is None:
+            raise EvalError(f"--index {config.index}: {NO_FAISS_IVFPQ}")
+        try:
+            _check_ivfpq(config.ivfpq, len(manifest.database), model.descriptor_dim)
+        except ValueError as e:
+            raise EvalError(f"--index {config.index}: {e}") from None
     warning = None
     trained_on = (meta or {}).get("fingerprints", {}).get("val")
     if trained_on and trained_on != manifest.catalog_fingerprint:
@@ -224,7 +252,6 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None) -> di
             f"the eval manifest comes from catalog version {manifest.catalog_fingerprint[:12]}, the model was "
             f"validated on {trained_on[:12]}: another catalog or a rebuilt one"
         )
-    device = setup(config.device).device
     model = model.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and GPU
     common = {"image_size": config.image_size, "batch_size": config.batch_size, "num_workers": config.num_workers}
     t0 = time.perf_counter()
@@ -313,10 +340,22 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None) -> di
 
 
 def _search(db: np.ndarray, q: np.ndarray, k: int, kind: str, config: EvalConfig):
-    try:
-        return search(db, q, k, replace(config.ivfpq, kind=kind))
-    except ValueError as e:
-        raise EvalError(str(e)) from None
+    return search(db, q, k, replace(config.ivfpq, kind=kind))  # options checked in run_eval
+
+
+def check_config(config: EvalConfig) -> None:
+    """:class:`EvalError` for an option out of its range (sizes in pixels and images, counts)."""
+    bad = []
+    if config.index not in ("flat", "ivfpq", "both"):
+        bad.append(f"--index must be flat, ivfpq or both, got {config.index!r}")
+    if config.image_size is not None and config.image_size < 1:
+        bad.append(f"--image-size must be >= 1 (pixels) or left out, got {config.image_size}")
+    for name, low in (("batch_size", 1), ("fc_output_dim", 1), ("num_workers", 0), ("num_preds_to_save", 0)):
+        value = getattr(config, name)
+        if value < low:
+            bad.append(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if bad:
+        raise EvalError("; ".join(bad))
 
 
 def _ivfpq_protocol(spec: IndexSpec, n: int) -> dict[str, int]:

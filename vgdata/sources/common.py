@@ -1,17 +1,37 @@
 """Helpers shared by the sources: stable ids, timestamps, safe relative paths, image listings,
-'@' names and reject rows."""
+pixel modes, '@' names and reject rows.
+
+File names that are not UTF-8 (Linux hands them to Python with surrogate escapes) are
+rejected (``non-UTF-8 file name``), never imported: a catalog's ``path`` column is UTF-8
+text that every reader must be able to open again, and no escape of the name would open
+the file. The reject row shows the name with ``\\xNN`` escapes (:func:`display_path`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
+import struct
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path, PurePosixPath
 
-from vgdata.names import make_name
+from vgdata.names import days_in_month, make_name
 from vgdata.schema import REJECTS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+MAX_NAME_BYTES = 255 - len(".tmp-.part")
+"""Longest file name (UTF-8 bytes) we write: 255 on common file systems, less our temporary affixes."""
+
+RGB_CONVERTIBLE = frozenset({"1", "L", "P", "PA", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"})
+"""8-bit pixel modes that Pillow's ``convert("RGB")`` turns into RGB with the right levels
+(alpha is dropped). 16-bit greyscale (``I;16*``) is scaled by :func:`rgb8`; any other mode
+(``I``, ``F``: 32-bit values of unknown range; ``RGBa``, ``La``, ``LAB``, ``HSV``) is refused."""
+
+SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 _AT_TS = re.compile(r"^\d{4}(\d{2}(\d{2}(_\d{2}(\d{2}(\d{2})?)?)?)?)?$")
 _ISO_TS = re.compile(
@@ -48,14 +68,31 @@ def canonical_timestamp(text: str | None) -> tuple[str, int, int | None] | None:
         if part and not lo <= int(part) <= hi:
             return None
     y, mo, d, h, mi, sec = parts
+    if d and int(d) > days_in_month(int(y), int(mo)):  # 30 February, 31 April
+        return None
     out = y + mo + d + (f"_{h}{mi}{sec}" if h else "")
     return out, int(y), (int(mo) if mo else None)
 
 
+def is_utf8(text: str) -> bool:
+    """False when ``text`` holds surrogate escapes (a file name whose bytes are not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as UTF-8 text: bytes that are not UTF-8 shown as ``\\xNN`` escapes (for messages)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def safe_relative(base: Path, rel: str) -> str | None:
-    """``rel`` as a normalised '/'-separated path inside ``base``, or None if it points outside."""
+    """``rel`` as a normalised '/'-separated path inside ``base``, or None if it points outside
+    (or holds a NUL character, which no file name can)."""
     rel = rel.replace("\\", "/").strip()
-    if not rel or rel.startswith("/") or re.match(r"^[A-Za-z]:", rel):
+    if not rel or rel.startswith("/") or re.match(r"^[A-Za-z]:", rel) or "\x00" in rel:
         return None
     parts: list[str] = []
     for part in PurePosixPath(rel).parts:
@@ -102,12 +139,151 @@ def add_utm(rows: list[dict]) -> None:
 
 
 def list_images(folder: Path) -> list[str]:
-    """Relative '/'-paths of the images below ``folder``, sorted (our own temporary files skipped)."""
-    return sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".tmp-")
-    )
+    """Relative '/'-paths of the images below ``folder``, sorted (our own temporary files skipped).
+
+    Only the paths :func:`scan_images` accepts; use that to see what was left out and why.
+    """
+    return scan_images(folder)[0]
+
+
+def scan_images(folder: Path) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The images below ``folder`` (as :func:`list_images`) and the ones refused.
+
+    Returns ``(paths, refused)``: ``paths`` sorted relative '/'-paths; ``refused`` sorted
+    ``(path, reason, detail)`` with ``path`` the file's full path (non-UTF-8 bytes escaped).
+    Refused: ``path outside folder`` (a symlink leading out of ``folder``: never followed,
+    like an explicit path that does), ``file not found`` (a broken symlink) and ``non-UTF-8
+    file name``. Symlinked sub-folders are not descended into (``Path.rglob``).
+    """
+    base = folder.resolve()
+    paths: list[str] = []
+    refused: list[tuple[str, str, str]] = []
+    for p in folder.rglob("*"):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith(".tmp-"):
+            continue
+        if p.is_symlink():
+            target = p.resolve()
+            try:
+                target.relative_to(base)
+            except ValueError:
+                where = f"symlink {display_path(p)} leads to {display_path(target)}, outside {display_path(folder)}"
+                refused.append((display_path(p), "path outside folder", where))
+                continue
+            if not target.exists():
+                refused.append((display_path(p), "file not found", f"broken symlink to {display_path(target)}"))
+                continue
+        if not p.is_file():
+            continue
+        rel = p.relative_to(folder).as_posix()
+        if not is_utf8(rel):
+            detail = "the file name's bytes are not UTF-8 (shown with \\x escapes); rename it to UTF-8"
+            refused.append((display_path(p), "non-UTF-8 file name", detail))
+            continue
+        paths.append(rel)
+    return sorted(paths), sorted(refused)
+
+
+def name_too_long(name: str) -> str | None:
+    """Why a file ``name`` we would write is too long for the file system, or None."""
+    size = len(name.encode("utf-8"))
+    if size <= MAX_NAME_BYTES:
+        return None
+    return f"{name[:60]}... is {size} bytes; at most {MAX_NAME_BYTES} fit (shorten the pano_id or file stem)"
+
+
+class UnsupportedMode(ValueError):
+    """A pixel mode we cannot turn into 8-bit RGB with known levels (becomes an ``unsupported pixel mode`` reject)."""
+
+
+def exif_orientation(image) -> int:
+    """The EXIF orientation (1..8) of a PIL image from its header; 1 when absent, unknown or unreadable."""
+    try:
+        value = image.getexif().get(0x0112, 1)
+    except Exception:  # a corrupt EXIF block: no orientation can be read, so none is applied
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright_size(image) -> tuple[int, int]:
+    """``(width, height)`` of a PIL image once turned upright by its EXIF orientation (header only)."""
+    w, h = image.size
+    return (h, w) if exif_orientation(image) >= 5 else (w, h)
+
+
+def upright(image):
+    """The PIL image turned upright by its EXIF orientation (``ImageOps.exif_transpose``); loads pixels."""
+    from PIL import ImageOps
+
+    if exif_orientation(image) == 1:
+        image.load()
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+@cache
+def decode_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for a file it cannot decode: a missing, truncated, corrupt or hostile image.
+
+    Beyond OSError and ValueError its plugins raise SyntaxError, EOFError, struct.error, IndexError,
+    KeyError, TypeError or ZeroDivisionError on corrupt headers, and DecompressionBombError for
+    an image over its pixel limit. Catch these around decoding only, never around our own code.
+    """
+    from PIL import Image
+
+    return (
+        OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError,
+        ZeroDivisionError, Image.DecompressionBombError,
+    )  # fmt: skip
+
+
+def decode_rgb8(path: Path, *, check: Callable[[int, int], None] | None = None, draft: int = 0):
+    """Decode the image at ``path``: upright by its EXIF orientation, 8-bit RGB (:func:`rgb8`).
+
+    ``check(width, height)`` sees the upright size from the header, before any pixel is
+    decoded (it may raise to refuse the image). ``draft > 0``: a JPEG is decoded at a reduced
+    DCT scale whose shorter side stays >= ``draft`` pixels (Pillow's draft mode). Raises
+    :class:`UnsupportedMode` and what :func:`decode_errors` lists.
+    """
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if check is not None:
+            check(*upright_size(im))
+        if draft > 0 and im.format == "JPEG":
+            im.draft("RGB", (draft, draft))
+        return rgb8(upright(im))  # loaded: usable after the file is closed
+
+
+def rgb8(image):
+    """``image`` as 8-bit RGB with the right levels (a PIL image; the same object when already RGB).
+
+    8-bit modes (:data:`RGB_CONVERTIBLE`) go through ``convert("RGB")`` (alpha dropped);
+    16-bit greyscale (``I;16``, ``I;16B``, ...) is scaled from 0..65535 to 0..255 with rounding,
+    ``round(v / 257)``, so 65535 is white and 32768 mid-grey (Pillow's own conversion clips
+    everything above 255 to white). Raises :class:`UnsupportedMode` for any other mode.
+    """
+    import numpy as np
+    from PIL import Image
+
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in RGB_CONVERTIBLE:
+        return image.convert("RGB")
+    if mode in SIXTEEN_BIT:
+        values = np.asarray(image).astype(np.uint32)
+        grey = ((values + 128) // 257).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    raise UnsupportedMode(unsupported_mode_detail(mode))
+
+
+def unsupported_mode_detail(mode: str) -> str:
+    """The reject detail for a pixel mode :func:`rgb8` refuses."""
+    what = {
+        "I": "32-bit integer pixels of unknown range",
+        "F": "32-bit float pixels of unknown range",
+    }.get(mode, "a pixel mode with no known 8-bit RGB levels")
+    return f"mode {mode}: {what}; convert the image to 8-bit RGB or 16-bit greyscale first"
 
 
 def sfxl_name(row: dict, heading: float) -> str:

@@ -7,13 +7,21 @@ panorama's centre column, degrees clockwise from north.
 
 Validation happens twice: the CSV rows here, in one vectorised pass (missing or
 non-numeric values, NaN heading, lat/lon outside UTM's range, duplicate ``pano_id``
--- the first row wins --, unparseable timestamp, a path outside the folder); the
-image files in the crop workers (missing, unreadable or truncated, wrong aspect
-ratio). Every failure is a ``rejects`` row; the rest is built.
+-- the first row wins --, unparseable or impossible timestamp such as 30 February, a
+path outside the folder, including the default ``<pano_id>.jpg`` when it is a symlink
+leading out; text that is not UTF-8); the image files in the crop workers (missing,
+unreadable or truncated, wrong aspect ratio, too small to give ``n_crops`` distinct
+crops, a pixel mode without known 8-bit levels). Every failure is a ``rejects`` row; the
+rest is built.
+
+Pixels: a panorama is first turned upright by its EXIF orientation (``ImageOps.exif_transpose``;
+the 2:1 check applies to the upright size), then made 8-bit RGB (``sources.common.rgb8``:
+16-bit greyscale scaled 0..65535 -> 0..255, 8-bit modes converted, ``I``/``F`` refused).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +35,15 @@ from vgdata.errors import UsageError
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
 from vgdata.sources.common import (
     IMAGE_SUFFIXES,
+    UnsupportedMode,
     add_reject,
     add_utm,
     canonical_timestamp,
+    decode_errors,
+    decode_rgb8,
     image_id,
     lat_folder,
+    name_too_long,
     new_rejects,
     safe_relative,
     sfxl_name,
@@ -50,16 +62,37 @@ class MetadataPlan:
     csv_rows: int
 
 
+def read_csv_text(csv_path: Path, what: str):
+    """A CSV as a polars frame of strings, and whether it had to be decoded lossily.
+
+    A file that is not valid UTF-8 is read again with the bad bytes replaced by U+FFFD
+    (``lossy`` True), so that the rows holding them can be rejected one by one; a file that
+    cannot be read even so is a one-line UsageError naming it.
+    """
+    import polars as pl
+
+    try:
+        return pl.read_csv(csv_path, infer_schema=False), False
+    except Exception as e:  # polars raises several types for malformed CSVs
+        first = e
+    try:
+        return pl.read_csv(csv_path, infer_schema=False, encoding="utf8-lossy"), True
+    except Exception:
+        raise UsageError(f"cannot read {what} {csv_path}: {str(first).splitlines()[0]}") from None
+
+
+def lossy_cells(text: dict[str, list], i: int) -> list[str]:
+    """The columns of row ``i`` whose text held bytes that were not UTF-8 (decoded as U+FFFD)."""
+    return [c for c, values in text.items() if values[i] is not None and "\ufffd" in values[i]]
+
+
 def read_metadata(csv_path: Path, pano_dir: Path, collection: str) -> MetadataPlan:
     """Read and validate the panorama metadata CSV (one-line UsageError if unusable as a whole)."""
     import polars as pl
 
     if not csv_path.is_file():
         raise UsageError(f"metadata CSV not found: {csv_path}")
-    try:
-        df = pl.read_csv(csv_path, infer_schema=False)
-    except Exception as e:  # polars raises several types for malformed CSVs
-        raise UsageError(f"cannot read metadata CSV {csv_path}: {str(e).splitlines()[0]}") from None
+    df, lossy = read_csv_text(csv_path, "metadata CSV")
     df = df.rename({c: c.strip().lower() for c in df.columns})
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
@@ -85,6 +118,11 @@ def read_metadata(csv_path: Path, pano_dir: Path, collection: str) -> MetadataPl
 
     for i in range(n):
         pano_id = (text["pano_id"][i] or "").strip()
+        bad_text = lossy_cells(text, i) if lossy else []
+        if bad_text:
+            cells = ", ".join(f"{c}={text[c][i]!r}" for c in bad_text)
+            reject(i, "non-UTF-8 text", f"{cells} (bytes that are not UTF-8 shown as U+FFFD); save the CSV as UTF-8")
+            continue
         blank = [c for c in REQUIRED if not (text[c][i] or "").strip()]
         if blank:
             reject(i, "missing value", f"empty {', '.join(blank)}")
@@ -114,14 +152,24 @@ def read_metadata(csv_path: Path, pano_dir: Path, collection: str) -> MetadataPl
         if "@" in pano_id or "/" in pano_id or "\\" in pano_id:
             reject(i, "bad pano_id", f"pano_id={pano_id!r} contains '@' or a path separator")
             continue
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in pano_id):
+            reject(i, "bad pano_id", f"pano_id={pano_id!r} contains a control character")
+            continue
         if pano_id in seen:
             reject(i, "duplicate pano_id", f"pano_id={pano_id!r} first seen on row {seen[pano_id] + 1}")
             continue
         given = (text.get("path", [None] * n)[i] or "").strip()
-        rel = safe_relative(pano_dir, given) if given else _default_path(pano_dir, pano_id)
-        if rel is None:
-            reject(i, "path outside folder", f"path={given!r} is not inside {pano_dir}")
-            continue
+        if given:
+            rel = safe_relative(pano_dir, given)
+            if rel is None:
+                reject(i, "path outside folder", f"path={given!r} is not inside {pano_dir}")
+                continue
+        else:
+            default = _default_path(pano_dir, pano_id)
+            rel = safe_relative(pano_dir, default)
+            if rel is None:  # <pano_id>.jpg is a symlink leading out of the folder (or '..'-like)
+                reject(i, "path outside folder", f"{pano_dir / default} leads outside {pano_dir}; not followed")
+                continue
         seen[pano_id] = i
         optional = {
             c: (float(nums[c][i]) if c in nums and not np.isnan(nums[c][i]) else None) for c in OPTIONAL_NUMERIC
@@ -158,7 +206,12 @@ def describe(config) -> dict:
 def plan(config, cat) -> tuple[list[tuple[str, dict]], pa.Table, str]:
     """Shards of valid CSV rows, the rejected rows, and the image root (relative to the catalog)."""
     from vgdata.jobs import cut_shards
+    from vgdata.panorama import PanoramaError, check_strip_params
 
+    try:
+        check_strip_params(config.n_crops, config.step_deg)
+    except PanoramaError as e:
+        raise UsageError(str(e)) from None
     meta = read_metadata(config.metadata, config.panoramas, config.collection)
     common = {
         "pano_dir": str(config.panoramas.resolve()),
@@ -185,9 +238,7 @@ def crop_shard(payload: dict) -> dict:
     ``quality`` (JPEG, 1-95), ``n_crops``, ``step_deg`` and ``items`` (rows from read_metadata).
     Returns counts and the shard's content digest.
     """
-    from PIL import Image
-
-    from vgdata.panorama import PanoramaError, check_equirect, strip_crops
+    from vgdata.panorama import PanoramaError, PanoramaTooSmall, check_equirect, strip_crops
 
     collection = payload["collection"]
     pano_dir = Path(payload["pano_dir"])
@@ -200,20 +251,34 @@ def crop_shard(payload: dict) -> dict:
     for r in payload["items"]:
         src = pano_dir / r["source_path"]
         try:
-            with Image.open(src) as im:
-                check_equirect(*im.size)
-                im.load()
-                rgb = im if im.mode == "RGB" else im.convert("RGB")
-                crops = strip_crops(rgb, r["heading"], payload["n_crops"], payload["step_deg"])
-                size = im.size
+            rgb = decode_rgb8(src, check=check_equirect)  # the ratio is checked from the header
         except FileNotFoundError:
             add_reject(rej, collection, "panorama", str(src), None, "file not found", str(src))
             continue
         except PanoramaError as e:
-            add_reject(rej, collection, "panorama", str(src), None, "wrong aspect ratio", str(e))
+            add_reject(rej, collection, "panorama", str(src), None, e.reason, str(e))
             continue
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        except UnsupportedMode as e:
+            add_reject(rej, collection, "panorama", str(src), None, "unsupported pixel mode", str(e))
+            continue
+        except decode_errors() as e:
             add_reject(rej, collection, "panorama", str(src), None, "unreadable image", f"{type(e).__name__}: {e}")
+            continue
+        size = rgb.size
+        try:
+            crops = strip_crops(rgb, r["heading"], payload["n_crops"], payload["step_deg"])
+            names = [sfxl_name(r, win.heading) for _, win in crops]
+            if len(set(names)) < len(names):
+                raise PanoramaTooSmall(
+                    f"{size[0]}x{size[1]} panorama too small: its {len(names)} crops would share names "
+                    f"(integer headings {sorted(math.floor(win.heading) for _, win in crops)})"
+                )
+        except PanoramaError as e:
+            add_reject(rej, collection, "panorama", str(src), None, e.reason, str(e))
+            continue
+        too_long = name_too_long(names[0])
+        if too_long:
+            add_reject(rej, collection, "panorama", str(src), None, "name too long", too_long)
             continue
 
         folder = lat_folder(r["lat"])
@@ -221,8 +286,7 @@ def crop_shard(payload: dict) -> dict:
         if out_dir not in made_dirs:
             out_dir.mkdir(parents=True, exist_ok=True)
             made_dirs.add(out_dir)
-        for crop, win in crops:
-            name = sfxl_name(r, win.heading)
+        for (crop, win), name in zip(crops, names, strict=True):
             tmp = out_dir / f".tmp-{name}.part"
             crop.save(tmp, format="JPEG", quality=payload["quality"])
             os.replace(tmp, out_dir / name)

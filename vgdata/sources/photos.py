@@ -13,25 +13,33 @@ query. Planning reads each file's EXIF (headers only, no pixels):
   Without it the heading is null and the name's heading field empty, as SF-XL's
   queries_v1 (README: "queries_v1 images have an empty heading");
 * ``DateTimeOriginal`` (0x9003 in the Exif IFD 0x8769), else ``DateTime`` (0x0132),
-  ``YYYY:MM:DD hh:mm:ss`` -> timestamp ``YYYYMMDD_hhmmss``, year, month. A missing or
-  unparseable date (``0000:00:00 00:00:00``) leaves them null: it is not a reject.
+  ``YYYY:MM:DD hh:mm:ss`` -> timestamp ``YYYYMMDD_hhmmss``, year, month. A missing,
+  unparseable or impossible date (``0000:00:00 00:00:00``, cameras' "unset" value; 30
+  February) leaves them null: the position still makes the photo a query, and no invalid
+  date reaches the table.
 
-``pano_id`` is the file's stem with ``@``, ``/`` and ``\\`` replaced by ``_``. Each photo is
-written as ``crops/<collection>/<@ name>`` (flat, SF-XL test layout; style "sfxl" names,
-extension ``.jpg``): decoded, turned upright by its EXIF orientation
+``pano_id`` is the file's stem with ``@``, ``/`` and ``\\`` replaced by ``_``. Each photo
+is written as ``crops/<collection>/<@ name>`` (flat, SF-XL test layout; style "sfxl"
+names, extension ``.jpg``): decoded, turned upright by its EXIF orientation
 (``ImageOps.exif_transpose``), converted to RGB, resized so that its shorter side is
 ``short_side`` pixels (never upscaled; 0 keeps the size) and saved as JPEG at ``quality``
-without EXIF. Resizing: JPEG sources are first decoded at a reduced DCT scale (Pillow's
-draft mode, 1/2, 1/4 or 1/8, never below the target; what ``Image.thumbnail`` does), then
-resampled with **LANCZOS** to the exact size; the longer side is rounded half up.
+without EXIF. 16-bit greyscale is scaled to 8 bits (0..65535 -> 0..255), 8-bit modes are
+converted; ``I``/``F`` and other modes without known levels are rejected (``unsupported
+pixel mode``; ``sources.common.rgb8``). Resizing: JPEG sources are first decoded at a
+reduced DCT scale (Pillow's draft mode, 1/2, 1/4 or 1/8, never below the target; what
+``Image.thumbnail`` does), then resampled with **LANCZOS** to the exact size; the longer
+side is rounded half up.
 
 Rejects (source ``photo``, path = the photo file, row null): ``no GPS`` (no GPS IFD, or no
 latitude/longitude in it), ``bad GPS`` (malformed or non-finite rationals, a zero
 denominator, a missing/unknown reference letter, an unparseable EXIF block; this also
 covers a malformed altitude or direction), ``lat/lon out of range`` (outside UTM's range,
 ``vgdata.geo``), ``unreadable image`` (not an image, or decoding fails: truncated file)
-and ``duplicate name`` (two photos giving the same ``@`` name, e.g. ``a.jpg`` and
-``a.png`` with the same position: the later one in sorted order is rejected).
+``duplicate name`` (two photos giving the same ``@`` name, e.g. ``a.jpg`` and
+``a.png`` with the same position: the later one in sorted order is rejected, naming the
+first), ``name too long`` (an ``@`` name over 245 bytes, from a long file stem), and from the
+folder walk ``path outside folder`` (a symlink leading out of the folder: never followed),
+``file not found`` (a broken symlink) and ``non-UTF-8 file name`` (the name escaped).
 """
 
 from __future__ import annotations
@@ -47,12 +55,16 @@ import pyarrow as pa
 from vgdata import geo
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
 from vgdata.sources.common import (
+    UnsupportedMode,
     add_reject,
     add_utm,
     canonical_timestamp,
+    decode_errors,
+    decode_rgb8,
     image_id,
-    list_images,
+    name_too_long,
     new_rejects,
+    scan_images,
     sfxl_name,
 )
 from vgdata.sources.panoramas import write_shard_tables
@@ -174,7 +186,7 @@ def read_photo(path: Path) -> tuple[dict | None, str, str]:
                 dates = (sub.get(DATETIME_ORIGINAL), exif.get(DATETIME))
             except Exception as e:  # a corrupt EXIF block can fail in many ways inside Pillow
                 return None, "bad GPS", f"cannot parse EXIF: {type(e).__name__}: {e}"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except decode_errors() as e:
         return None, "unreadable image", f"{type(e).__name__}: {e}"
     if not gps:
         return None, "no GPS", "no GPS IFD in the EXIF data"
@@ -202,10 +214,15 @@ def add_utm_and_names(rows: list[dict]) -> None:
 
 
 def drop_duplicate_names(rows: list[dict], rej: dict[str, list], collection: str, source: str) -> list[dict]:
-    """Keep the first row of each name; later ones become ``duplicate name`` rejects."""
+    """Keep the first row of each name; later ones become ``duplicate name`` rejects (naming the first),
+    and a name too long to write becomes a ``name too long`` reject."""
     first: dict[str, dict] = {}
     kept = []
     for r in rows:
+        too_long = name_too_long(r["name"])
+        if too_long:
+            add_reject(rej, collection, source, r["reject_path"], r.get("row"), "name too long", too_long)
+            continue
         seen = first.get(r["name"])
         if seen is not None:
             where = f"row {seen['row']} ({seen['src']})" if seen.get("row") is not None else seen["src"]
@@ -230,7 +247,10 @@ def plan(config, cat) -> tuple[list[tuple[str, dict]], pa.Table, str]:
     collection = config.collection
     rej = new_rejects()
     rows: list[dict] = []
-    for rel in list_images(folder):
+    paths, refused = scan_images(folder)
+    for path, reason, detail in refused:
+        add_reject(rej, collection, "photo", path, None, reason, detail)
+    for rel in paths:
         full = folder / rel
         fields, reason, detail = read_photo(full)
         if fields is None:
@@ -269,28 +289,35 @@ def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 
 
 def write_query_image(src: Path, dst: Path, short_side: int, quality: int) -> tuple[int, int]:
-    """Decode ``src``, make it upright (EXIF orientation), RGB, resize (LANCZOS), save JPEG ``dst``.
+    """Decode ``src``, make it upright (EXIF orientation), 8-bit RGB, resize (LANCZOS), save JPEG ``dst``.
 
     Written to a temporary name in the same folder, then renamed. Returns the written size.
     Raises what Pillow raises for unreadable or truncated files.
     """
-    from PIL import Image, ImageOps
+    return save_query_image(read_query_image(src, short_side), dst, quality)
 
-    with Image.open(src) as im:
-        if short_side > 0 and im.format == "JPEG":
-            im.draft("RGB", (short_side, short_side))  # DCT downscale, short side stays >= short_side
-        upright = ImageOps.exif_transpose(im)  # loads the pixels (a copy when nothing to turn)
-    rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
+
+def read_query_image(src: Path, short_side: int):
+    """Decode ``src`` upright (EXIF orientation), 8-bit RGB, its shorter side ``short_side`` (LANCZOS;
+    never upscaled; 0 keeps the size). Raises ``UnsupportedMode`` and what ``decode_errors`` lists."""
+    from PIL import Image
+
+    rgb = decode_rgb8(src, draft=short_side)  # DCT downscale of a JPEG, short side stays >= short_side
     size = output_size(*rgb.size, short_side)
-    if size != rgb.size:
-        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+    return rgb.resize(size, Image.Resampling.LANCZOS) if size != rgb.size else rgb
+
+
+def save_query_image(rgb, dst: Path, quality: int) -> tuple[int, int]:
+    """Save ``rgb`` as JPEG ``dst`` (a temporary name in the same folder, then renamed); its size.
+
+    A failure here (disk full, permission) is the run's, not the image's: it propagates."""
     tmp = dst.parent / f".tmp-{dst.name}.part"
     try:
         rgb.save(tmp, format="JPEG", quality=quality)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
-    return size
+    return rgb.size
 
 
 def query_shard(payload: dict) -> dict:
@@ -300,8 +327,6 @@ def query_shard(payload: dict) -> dict:
     relative to it), ``crop_root``, ``short_side``, ``quality``, ``source`` (the rejects'
     source: ``photo`` or ``pose``) and ``items`` (rows from ``plan``, each with ``name``).
     """
-    from PIL import Image
-
     collection, source = payload["collection"], payload["source"]
     folder, crop_root = Path(payload["folder"]), Path(payload["crop_root"])
     crop_root.mkdir(parents=True, exist_ok=True)
@@ -310,13 +335,17 @@ def query_shard(payload: dict) -> dict:
     for r in payload["items"]:
         src = folder / r["src"]
         try:
-            width, height = write_query_image(src, crop_root / r["name"], payload["short_side"], payload["quality"])
+            rgb = read_query_image(src, payload["short_side"])
         except FileNotFoundError:
             add_reject(rej, collection, source, str(src), r.get("row"), "file not found", str(src))
             continue
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        except UnsupportedMode as e:
+            add_reject(rej, collection, source, str(src), r.get("row"), "unsupported pixel mode", str(e))
+            continue
+        except decode_errors() as e:
             add_reject(rej, collection, source, str(src), r.get("row"), "unreadable image", f"{type(e).__name__}: {e}")
             continue
+        width, height = save_query_image(rgb, crop_root / r["name"], payload["quality"])
         row = {
             **r,
             "image_id": image_id(collection, r["name"]),

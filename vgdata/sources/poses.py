@@ -5,10 +5,11 @@ CSV columns (names are case-insensitive; one row per image):
 * ``path`` (required): the image, relative to the images folder (``poses_images``,
   default the CSV's folder); a path leading outside it is rejected.
 * position, one of: ``lat, lon`` (WGS84 degrees) or ``utm_east, utm_north, utm_zone,
-  utm_letter`` (metres; the letter only selects the hemisphere). Where a row has both,
-  lat/lon wins. UTM-only rows are converted with ``vgdata.geo.utm_to_latlon`` and their
-  UTM is then recomputed from that lat/lon (what the VPR-datasets-downloader does for
-  these queries), so every row's UTM comes from ``vgdata.geo.latlon_to_utm``.
+  utm_letter`` (metres; the letter selects the hemisphere and must be the point's latitude
+  band). Where a row has both, lat/lon wins. UTM-only rows are checked and converted point
+  by point with ``vgdata.geo.utm_to_latlon_checked`` and their UTM is then recomputed from
+  that lat/lon (what the VPR-datasets-downloader does for these queries), so every row's
+  UTM comes from ``vgdata.geo.latlon_to_utm``.
 * orientation, one of: ``heading`` (degrees clockwise from north), ``yaw`` (an alias with
   the same convention; ``heading`` wins where a row has both), or a quaternion
   ``qx, qy, qz, qw`` (used where the row has no heading/yaw). Optional ``pitch``,
@@ -46,11 +47,19 @@ downloader's names for these queries).
 Rejects (source ``pose``, row = the 1-based CSV data row): ``missing value`` (empty path,
 no complete position, no orientation), ``non-numeric value`` (unparseable or non-finite
 number), ``bad UTM zone`` (zone not an integer in 1..60, or an unknown band letter),
+``UTM out of range`` (easting more than 400 km from the central meridian, a northing in no
+hemisphere),
+``band letter inconsistent`` (a northing outside the letter's hemisphere, e.g. a southern
+letter with a negative northing, or a latitude outside the letter's band), ``UTM not
+transformable`` (PROJ refused the point; ``vgdata.geo.utm_to_latlon_checked``),
 ``bad quaternion`` (norm 0 or off 1 by more than 1%, or an optical axis pointing straight
-up/down, where the heading is undefined), ``bad timestamp``, ``lat/lon out of range``,
+up/down, where the heading is undefined), ``bad timestamp`` (also an impossible date such as
+30 February), ``non-UTF-8 text`` (a row holding bytes that are not UTF-8), ``lat/lon out of
+range``,
 ``path outside folder`` (path = the CSV for these), ``file not found``, ``unreadable image``
-(path = the image file) and ``duplicate name`` (two rows giving the same ``@`` name: the
-later row is rejected).
+(path = the image file), ``unsupported pixel mode`` (see ``sources.photos``), ``duplicate
+name`` (two rows giving the same ``@`` name: the later row is rejected, naming the first)
+and ``name too long``.
 """
 
 from __future__ import annotations
@@ -130,12 +139,9 @@ def _number(text: str) -> float | None:
 
 def read_poses(csv_path: Path, image_dir: Path, collection: str) -> tuple[list[dict], pa.Table]:
     """Valid rows (CSV order, with ``name``, UTM, ``src`` relative to ``image_dir``) and the rejects."""
-    import polars as pl
+    from vgdata.sources.panoramas import lossy_cells, read_csv_text
 
-    try:
-        df = pl.read_csv(csv_path, infer_schema=False)
-    except Exception as e:  # polars raises several types for malformed CSVs
-        raise UsageError(f"cannot read poses CSV {csv_path}: {str(e).splitlines()[0]}") from None
+    df, lossy = read_csv_text(csv_path, "poses CSV")
     df = df.rename({c: c.strip().lower() for c in df.columns})
     missing = missing_columns(df.columns)
     if missing:
@@ -156,6 +162,12 @@ def read_poses(csv_path: Path, image_dir: Path, collection: str) -> tuple[list[d
 
         def cell(c: str, i: int = i) -> str:
             return (text[c][i] or "").strip() if c in text else ""
+
+        bad_text = lossy_cells(text, i) if lossy else []
+        if bad_text:
+            cells = ", ".join(f"{c}={text[c][i]!r}" for c in bad_text)
+            reject(row, "non-UTF-8 text", f"{cells} (bytes that are not UTF-8 shown as U+FFFD); save the CSV as UTF-8")
+            continue
 
         given = cell("path")
         position = next((cs for cs in (LATLON, UTM) if all(c in text for c in cs) and all(map(cell, cs))), None)
@@ -218,10 +230,17 @@ def read_poses(csv_path: Path, image_dir: Path, collection: str) -> tuple[list[d
 
     from_utm = [r for r in rows if "utm" in r]
     if from_utm:
-        e, n, z, letter = (np.array(v) for v in zip(*(r.pop("utm") for r in from_utm), strict=True))
-        lat, lon = geo.utm_to_latlon(e, n, z, letter)
-        for r, la, lo in zip(from_utm, lat, lon, strict=True):
-            r.update(lat=float(la), lon=float(lo))
+        e, n, z, letter = (np.array(v) for v in zip(*(r["utm"] for r in from_utm), strict=True))
+        lat, lon, problems = geo.utm_to_latlon_checked(e, n, z, letter)
+        for r, la, lo, problem in zip(from_utm, lat, lon, problems, strict=True):
+            utm = r.pop("utm")
+            if problem is not None:
+                where = f"utm_east={utm[0]:.10g}, utm_north={utm[1]:.10g}, utm_zone={utm[2]}, utm_letter={utm[3]!r}"
+                reject(r["row"], problem[0], f"{where}: {problem[1]}")
+                r["lat"] = None
+            else:
+                r.update(lat=float(la), lon=float(lo))
+        rows = [r for r in rows if r["lat"] is not None]
     valid = []
     if rows:
         reasons = geo.invalid_latlon_reasons(np.array([r["lat"] for r in rows]), np.array([r["lon"] for r in rows]))
