@@ -11,7 +11,6 @@ import errno
 import functools
 import json
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import vgdata
-from vgdata.errors import VgdataError
+from vgdata.errors import VgdataError, one_line_warning
 from vgtrain.errors import VgtrainError
 
 console = Console(soft_wrap=True)
@@ -102,9 +101,7 @@ def _guard(fn):
     return command
 
 
-def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one clean line ("warning: ..."), without Python's file and source line."""
-    print(f"warning: {message}", file=file or sys.stderr)
+_showwarning = one_line_warning  # warnings as one clean line, without Python's file and source line
 
 
 def _clean_warnings() -> None:

@@ -15,3 +15,11 @@ class UsageError(VgdataError):
     """Bad invocation: missing folder or CSV, missing columns (exit code 2)."""
 
     exit_code = 2
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` replacement: ``warning: <message>`` on one line, without Python's file
+    and source line (installed by the CLI, and in vgdata's worker processes)."""
+    import sys
+
+    print(f"warning: {message}", file=file or sys.stderr, flush=True)

@@ -123,6 +123,11 @@ def _worker_init(parent_pid: int) -> None:
             pass
     if os.getppid() != parent_pid:
         os._exit(1)
+    import warnings
+
+    from vgdata.errors import one_line_warning
+
+    warnings.showwarning = one_line_warning  # a worker's warning is one line too, as in the CLI
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="vgdata-parent-watch", daemon=True).start()
 
 

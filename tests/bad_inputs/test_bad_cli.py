@@ -190,3 +190,21 @@ def test_build_options_are_checked_at_the_door(raw_panos, tmp_path, flags, messa
     res = run_cli("vgdata", "build-catalog", tmp_path / "cat", "--panoramas", pano_dir, "--metadata", csv_path, *flags)
     one_line_error(res, message, code=2)
     assert not (tmp_path / "cat" / "build.json").exists()
+
+
+def _shard_that_warns(payload: int) -> dict:
+    import warnings
+
+    warnings.warn(f"shard {payload} looks odd", UserWarning, stacklevel=1)
+    return {"n": payload}
+
+
+def test_a_warning_in_a_worker_process_is_one_clean_line(tmp_path, capfd):
+    from vgdata.jobs import run_shards
+
+    stats = run_shards(tmp_path / "job", [("a", 1), ("b", 2)], _shard_that_warns, workers=2)
+    assert stats == {"a": {"n": 1}, "b": {"n": 2}}
+    err = capfd.readouterr().err
+    lines = sorted(line for line in err.splitlines() if "looks odd" in line)
+    assert lines == ["warning: shard 1 looks odd", "warning: shard 2 looks odd"], err
+    assert "warnings.warn" not in err and "UserWarning" not in err
