@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.dev: $(BIN)/python pyproject.toml constraints-cpu.txt
-	$(PIP) -e '.[dev,train]'
+	$(PIP) -e '.[dev,train,catalog]'
 	touch $@
 
 test: $(VENV)/.dev

@@ -588,6 +588,7 @@ def version_cmd() -> None:
 
 @_command(vgtrain_app, "fit")
 def fit_cmd(
+    ctx: typer.Context,
     *,
     groups: Annotated[str, typer.Option(help="Groups manifest (vgdata split-groups).")],
     val: Annotated[str, typer.Option(help="Validation eval manifest (vgdata eval-set).")],
@@ -628,23 +629,36 @@ def fit_cmd(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     resume: Annotated[str | None, typer.Option(help="Run folder to resume from (its last checkpoint).")] = None,
+    image_root: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="COLLECTION=DIR: read COLLECTION's images from DIR instead of the manifest's root (relative roots "
+            "resolve against the catalog that holds the manifest). Repeatable."
+        ),
+    ] = None,
     log_every: Annotated[int, typer.Option(help="Log every N iterations (0: ten per epoch).")] = 0,
     nproc: Annotated[int, typer.Option(help="Processes (DDP via torchrun); 1 = this process.")] = 1,
 ) -> None:
     """Train CosPlace on a groups manifest; validate on an eval manifest after every epoch."""
-    import sys as _sys
-
-    if nproc > 1:  # relaunch this command under torchrun, one process per device
+    if nproc > 1:  # relaunch as `torchrun --no-python vgtrain fit ...`, with the options as parsed (not sys.argv)
         import subprocess
 
-        args = [a for a in _sys.argv[1:] if a != "fit"]
-        i = args.index("--nproc") if "--nproc" in args else None
-        if i is not None:
-            del args[i : i + 2]
-        cmd = [_sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "-m", "vgtrain.fit", *args]
-        raise typer.Exit(subprocess.run(cmd).returncode)
+        from vgtrain.fit import torchrun_command
+
+        args: list[str] = []
+        for param in ctx.command.params:
+            value = ctx.params.get(param.name)
+            if param.name == "nproc" or value is None or param.param_type_name != "option":
+                continue
+            if param.is_flag:  # --train-all-layers / --no-train-all-layers
+                flag = param.opts[0] if value else next(iter(param.secondary_opts), None)
+                args += [flag] if flag else []
+            else:
+                args += [a for v in (value if param.multiple else [value]) for a in (param.opts[0], str(v))]
+        raise typer.Exit(subprocess.run(torchrun_command(nproc, args)).returncode)
 
     from vgtrain.fit import FitConfig, fit
+    from vgtrain.manifest import parse_image_roots
 
     config = FitConfig(
         groups=groups, val=val, out=out, backbone=backbone, fc_output_dim=fc_output_dim,
@@ -653,7 +667,7 @@ def fit_cmd(
         classifiers_lr=classifiers_lr, classifier_init=classifier_init, image_size=image_size, brightness=brightness, contrast=contrast,
         saturation=saturation, hue=hue, random_resized_crop=random_resized_crop, infer_batch_size=infer_batch_size,
         val_image_size=val_image_size, num_workers=num_workers, seed=seed, device=device, resume=resume,
-        log_every=log_every,
+        log_every=log_every, image_roots=parse_image_roots(image_root),
     )  # fmt: skip
     summary = fit(config)  # VgtrainError (bad manifest, option, checkpoint): one line, by the guard
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
@@ -699,17 +713,25 @@ def eval_cmd(
     nprobe: Annotated[int, typer.Option(help="IVF lists searched per query.")] = 8,
     rerank: Annotated[int, typer.Option(help="IVF-PQ candidates re-scored exactly (0: PQ distances).")] = 64,
     num_preds_to_save: Annotated[int, typer.Option(help="Queries shown in the report, wrong first.")] = 20,
+    image_root: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="COLLECTION=DIR: read COLLECTION's images from DIR instead of the manifest's root (relative roots "
+            "resolve against the catalog that holds the manifest). Repeatable."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Recall@1/5/10/20 of a model on an eval manifest; writes predictions, recalls.json and report.html."""
     from vgtrain.eval import EvalConfig, run_eval, run_evals
     from vgtrain.knn import IndexSpec
+    from vgtrain.manifest import parse_image_roots
 
     config = EvalConfig(
         weights=weights, eval_set=eval_set[0], out=out, backbone=backbone, seed=seed, fc_output_dim=fc_output_dim,
         image_size=image_size, batch_size=batch_size, num_workers=num_workers, device=device, index=index,
         ivfpq=IndexSpec(kind="ivfpq", nlist=nlist, m=pq_m, nbits=pq_nbits, nprobe=nprobe, rerank=rerank),
-        num_preds_to_save=num_preds_to_save,
+        num_preds_to_save=num_preds_to_save, image_roots=parse_image_roots(image_root),
     )  # fmt: skip
     reports = run_evals(config, eval_set) if len(eval_set) > 1 else [run_eval(config)]
     if json_out:

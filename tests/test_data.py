@@ -58,20 +58,52 @@ def manifests(tmp_path_factory) -> dict[str, Path]:
     build_catalog(BuildConfig(catalog=cat, panoramas=raw / "panoramas", metadata=raw / "panoramas.csv", workers=1))
     groups = split_groups(GroupsConfig(catalog=cat, min_images_per_class=1, groups_num=2))
     ev = eval_set(cat, name="self", database="database", queries="database")
-    return {"groups": Path(groups.manifest), "eval": Path(ev.manifest)}
+    return {"groups": Path(groups.manifest), "eval": Path(ev.manifest), "raw": raw, "catalog": cat}
+
+
+def tiny_counts(manifests) -> dict:
+    """What the manifests must hold, derived from the city's inputs, not from what vgtrain reads: 12 crops per
+    panorama of panoramas.csv; positives = database crops within 25 m (panorama positions from the catalog's
+    UTM coordinates, numpy); classes of the first 2 groups by CosPlace's rule (M 10, alpha 30, N 5, L 2, mipc 1)."""
+    import csv
+
+    with open(manifests["raw"] / "panoramas.csv", newline="") as f:
+        n_panos = sum(1 for _ in csv.DictReader(f))
+    images = pq.read_table(manifests["catalog"] / "images", columns=["path", "utm_east", "utm_north", "heading"])
+    rows = sorted(images.to_pylist(), key=lambda r: r["path"])
+    xy = np.array([(r["utm_east"], r["utm_north"]) for r in rows])
+    within = (np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) <= 25.0).sum(axis=1)
+    cls = [(int(r["utm_east"] // 10), int(r["utm_north"] // 10), int(r["heading"] % 360 // 30)) for r in rows]
+    order: list[tuple] = []
+    for c in cls:
+        if (g := (c[0] % 5, c[1] % 5, c[2] % 2)) not in order:
+            order.append(g)
+    first_two = [(c, order.index((c[0] % 5, c[1] % 5, c[2] % 2))) for c in cls]
+    first_two = [(c, g) for c, g in first_two if g < 2]
+    return {
+        "crops": 12 * n_panos,
+        "positives": int(within.sum()),
+        "classes_per_group": [len({c for c, g in first_two if g == k}) for k in range(2)],
+        "group_images": len(first_two),
+    }
 
 
 def rewrite(src: Path, dst: Path, table: pa.Table | None = None, drop_meta: tuple[str, ...] = ()) -> Path:
-    """Write ``table`` (default: src's rows) to ``dst`` with src's metadata minus ``drop_meta``."""
+    """Write ``table`` (default: src's rows) to ``dst`` with src's metadata minus ``drop_meta``; the image
+    roots are made absolute (resolved from src), so that ``dst`` may live outside the catalog."""
     pf = pq.ParquetFile(src)
     meta = {k: v for k, v in pf.schema_arrow.metadata.items() if k.decode() not in drop_meta}
+    if b"vgdata.image_roots" in meta:
+        meta[b"vgdata.image_roots"] = json.dumps(roots_of(src)).encode()
     table = pq.read_table(src) if table is None else table
     pq.write_table(table.replace_schema_metadata(meta), dst)
     return dst
 
 
 def roots_of(path: Path) -> dict[str, str]:
-    return json.loads(pq.ParquetFile(path).schema_arrow.metadata[b"vgdata.image_roots"])
+    """The manifest's image roots resolved as the contract says: relative to the catalog (the manifests folder's parent)."""
+    roots = json.loads(pq.ParquetFile(path).schema_arrow.metadata[b"vgdata.image_roots"])
+    return {c: str(Path(path).parent.parent / r) for c, r in roots.items()}
 
 
 # ---------------------------------------------------------------- GroupsManifest
@@ -87,12 +119,13 @@ def test_groups_manifest_matches_the_rows(manifests):
             f"{roots[r['collection']]}/{r['path']}"
         )
     assert len(m.groups) == len(expected) == 2
-    assert m.classes_per_group == [len(expected[g]) for g in sorted(expected)] == [6, 6]
+    counts = tiny_counts(manifests)
+    assert m.classes_per_group == [len(expected[g]) for g in sorted(expected)] == counts["classes_per_group"]
     for g, classes in enumerate(m.groups):
         for c, paths in enumerate(classes):
             assert paths == sorted(expected[g][c])
     flat = [p for classes in m.groups for paths in classes for p in paths]
-    assert len(flat) == len(rows) == 48
+    assert len(flat) == len(rows) == counts["group_images"]
     assert all(os.path.isabs(p) and os.path.isfile(p) for p in flat)
     assert m.params["groups_num"] == 2 and m.params["min_images_per_class"] == 1
     assert len(m.catalog_fingerprint) == 64
@@ -104,7 +137,7 @@ def test_manifests_split_in_many_row_groups(manifests, tmp_path):
     for kind, cls in (("groups", GroupsManifest), ("eval", EvalManifest)):
         src = manifests[kind]
         meta = pq.ParquetFile(src).schema_arrow.metadata
-        small = tmp_path / f"{kind}.parquet"
+        small = Path(src).with_name(f"{kind}_row_groups_{tmp_path.name}.parquet")  # beside it: roots are relative
         pq.write_table(pq.read_table(src).replace_schema_metadata(meta), small, row_group_size=7)
         assert pq.ParquetFile(small).num_row_groups > 5
         a, b = cls.read(src), cls.read(small)
@@ -148,14 +181,15 @@ def test_eval_manifest_matches_the_rows(manifests):
     roots = roots_of(manifests["eval"])
     db = [r for r in t.to_pylist() if r["role"] == "database"]
     qs = [r for r in t.to_pylist() if r["role"] == "query"]
-    assert len(m.database) == len(db) == 288 and len(m.queries) == len(qs) == 288
+    crops = tiny_counts(manifests)["crops"]
+    assert len(m.database) == len(db) == crops and len(m.queries) == len(qs) == crops
     assert m.database == [f"{roots[r['collection']]}/{r['path']}" for r in sorted(db, key=lambda r: r["idx"])]
     assert m.queries == [f"{roots[r['collection']]}/{r['path']}" for r in sorted(qs, key=lambda r: r["idx"])]
     assert all(os.path.isfile(p) for p in m.database[:5] + m.queries[-5:])
-    assert len(m.positives) == 288
+    assert len(m.positives) == crops
     for r in qs:
         assert m.positives[r["idx"]].tolist() == sorted(r["positives"])
-    assert sum(p.size for p in m.positives) == 288 * 185  # the CLI's "185.0 positives per query"
+    assert sum(p.size for p in m.positives) == tiny_counts(manifests)["positives"]
     assert m.database_sizes == [(r["width"], r["height_px"]) for r in db] and m.query_sizes[0] == (79, 79)
     assert m.params["threshold"] == 25.0 and len(m.fingerprint) == 64
 

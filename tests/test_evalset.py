@@ -247,7 +247,9 @@ def test_eval_set_writes_manifest_with_metadata(cases):
     assert meta["vgdata.kind"] == "eval"
     assert meta["vgdata.catalog_fingerprint"] == build["fingerprint"]
     roots = json.loads(meta["vgdata.image_roots"])
-    assert roots == {c: str((cases / "crops" / c).resolve()) for c in ("database", "queries_v1")}
+    assert roots == {"database": "crops/database", "queries_v1": "crops/queries_v1"}  # relative to the catalog
+    assert meta["vgdata.manifest_format"] == "2"
+    assert meta["vgdata.catalog_location"] == str(cases.resolve())
     params = json.loads(meta["vgdata.params"])
     assert params == {
         "database": "database",
@@ -260,9 +262,9 @@ def test_eval_set_writes_manifest_with_metadata(cases):
         "queries_without_positives": 2,
         "mean_positives": 1.5,
     }
-    # every path resolves against its collection's root as vgtrain will join them
+    # every path resolves against its collection's root as vgtrain will join them: <manifest folder>/../<root>
     first = table.slice(0, 1).to_pylist()[0]
-    assert Path(roots[first["collection"]]) / first["path"] == (cases / "crops" / "database" / "d/01.jpg").resolve()
+    assert r.manifest.parent.parent / roots[first["collection"]] / first["path"] == cases / "crops/database/d/01.jpg"
 
 
 def test_eval_set_reuses_then_rebuilds_on_change(cases):
@@ -375,7 +377,7 @@ def test_real_catalog_each_image_is_its_own_positive(raw_panos, tmp_path):
     images = pq.read_table(sorted((cat / "images").glob("database-*.parquet"))).to_pylist()
     assert query_positives(table) == brute_force(images, images, 25.0)
     assert r.mean_positives == pytest.approx(sum(len(q["positives"]) for q in q_rows) / 72)
-    root = Path(json.loads(table.schema.metadata[b"vgdata.image_roots"])["database"])
+    root = Path(r.manifest).parent.parent / json.loads(table.schema.metadata[b"vgdata.image_roots"])["database"]
     assert all((root / d["path"]).is_file() for d in db_rows)
 
 

@@ -63,20 +63,44 @@ def test_resume_equals_uninterrupted(manifests, tmp_path):
         assert torch.equal(ca["weight"], cb["weight"])
 
 
-def test_two_process_ddp_ends_with_identical_weights(manifests, tmp_path):
+def tiny_fit_args(manifests, out: Path) -> list[str]:
+    """`vgtrain fit` options of a tiny 2-epoch CPU run (batch 4 per process)."""
     groups, val = manifests
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "-m", "vgtrain.fit"]
-    cmd += ["--groups", groups, "--val", val, "--out", str(tmp_path / "ddp"), "--image-size", "64", "--batch-size", "4"]
-    cmd += ["--iterations-per-epoch", "3", "--epochs-num", "2", "--groups-num", "2", "--num-workers", "0"]
-    cmd += ["--device", "cpu", "--fc-output-dim", "32", "--infer-batch-size", "8", "--val-image-size", "64"]
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    args = ["--groups", groups, "--val", val, "--out", str(out), "--image-size", "64", "--batch-size", "4"]
+    args += ["--iterations-per-epoch", "3", "--epochs-num", "2", "--groups-num", "2", "--num-workers", "0"]
+    return args + ["--device", "cpu", "--fc-output-dim", "32", "--infer-batch-size", "8", "--val-image-size", "64"]
+
+
+def assert_two_rank_run(res: subprocess.CompletedProcess, out: Path) -> None:
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    meta = json.loads((tmp_path / "ddp" / "last.meta.json").read_text())
+    meta = json.loads((out / "last.meta.json").read_text())
     assert meta["world_size"] == 2
     digests = meta["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
     assert res.stdout.count("done in") == 2 and res.stdout.count("best val R@1") == 1  # only rank 0 logs
+
+
+def test_two_process_ddp_ends_with_identical_weights(manifests, tmp_path):
+    """The one DDP entry: torchrun runs the `vgtrain` console script (the library never imports cli)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    vgtrain = str(Path(sys.executable).with_name("vgtrain"))  # installed with the package, next to the interpreter
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--no-python"]
+    cmd += [vgtrain, "fit", *tiny_fit_args(manifests, tmp_path / "ddp")]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert_two_rank_run(res, tmp_path / "ddp")
+
+
+def test_nproc_relaunch_rebuilds_the_options_from_the_parsed_command(manifests, tmp_path):
+    """`--nproc=2` (one token) is not passed on to the ranks, and an option value that reads `fit` is kept."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "fit"
+    cmd = [sys.executable, "-c", "from cli import vgtrain_app; vgtrain_app()", "fit", "--nproc=2"]
+    res = subprocess.run(
+        [*cmd, *tiny_fit_args(manifests, out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert "Traceback" not in res.stderr
+    assert_two_rank_run(res, out)
+    assert json.loads((out / "last.meta.json").read_text())["config"]["out"] == str(out)
 
 
 def test_bad_manifest_and_too_few_groups_are_one_line(manifests, tmp_path):

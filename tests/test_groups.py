@@ -186,3 +186,87 @@ def test_top_level_api_is_the_library():
     assert vgdata.split_groups is vgdata.groups.split_groups and vgdata.GroupsConfig is GroupsConfig
     with pytest.raises(AttributeError):
         vgdata.no_such_thing  # noqa: B018
+
+
+# ---------------------------------------------------------------- two UTM zones, both hemispheres
+
+
+def zoned_reference(rows, M=10, alpha=30, N=5, L=2, mipc=2):
+    """:func:`cosplace_reference` with the coordinate system in the class key, as UTM needs (REFERENCE.md b.1):
+    the same (east, north) in zone 10 and zone 11, or north and south of the equator, are places ~500 km (or
+    ~10,000 km) apart. ``rows``: (path, zone, letter, east, north, heading). Returns
+    {path: (class_key, group_id, group_rank, class_index)} for the images of kept classes; class_index orders a
+    group's classes by (zone, northern, class_e, class_n, class_h) (CosPlace: set order, see the SQL)."""
+    classes: dict[tuple, list[str]] = {}
+    key_of = {}
+    for path, zone, letter, e, n, h in sorted(rows):
+        key = (zone, letter >= "N", int(e // M), int(n // M), int(h // alpha))
+        key_of[path] = key
+        classes.setdefault(key, []).append(path)
+    kept = {k for k, paths in classes.items() if len(paths) >= mipc}
+
+    def group_of(key):
+        return (key[2] % N, key[3] % N, key[4] % L)
+
+    order: list[tuple] = []
+    for path, *_ in sorted(rows):
+        if key_of[path] in kept and group_of(key_of[path]) not in order:
+            order.append(group_of(key_of[path]))
+    index = {k: sorted(c for c in kept if group_of(c) == group_of(k)).index(k) for k in kept}
+    return {p: (k, group_of(k), order.index(group_of(k)), index[k]) for p, k in key_of.items() if k in kept}
+
+
+@pytest.fixture(scope="module")
+def zoned_catalog(tmp_path_factory):
+    """A real build of an '@' folder: the same (east, north, heading) cells in zones 10 and 11, north and south."""
+    import utm
+    from PIL import Image
+
+    from vgdata.build import BuildConfig, build_catalog
+
+    root = tmp_path_factory.mktemp("zoned")
+    images = root / "images"
+    images.mkdir()
+    rows = []
+    for zone in (10, 11):
+        for northern in (True, False):
+            for e in (500_005.0, 500_006.0, 500_025.0, 500_026.0):  # two cells, two panoramas each
+                n = 4_180_005.0
+                lat, lon = utm.to_latlon(e, n, zone, northern=northern)
+                letter = utm.latitude_to_zone_letter(lat)
+                for h in (5.0, 35.0):
+                    name = make_name(utm_east=e, utm_north=n, utm_zone=zone, utm_letter=letter, lat=lat, lon=lon,
+                                     pano_id=f"z{zone}{letter}{e:.0f}", heading=h, timestamp="201306")  # fmt: skip
+                    rows.append((name, zone, letter, e, n, h))
+    lat, lon = utm.to_latlon(500_105.0, 4_180_005.0, 10, northern=True)  # a class of one image: not kept
+    rows.append((make_name(utm_east=500_105.0, utm_north=4_180_005.0, utm_zone=10, utm_letter="S", lat=lat, lon=lon,
+                           pano_id="alone", heading=5.0, timestamp="201306"), 10, "S", 500_105.0, 4_180_005.0, 5.0))  # fmt: skip
+    for i, (name, *_) in enumerate(rows):
+        Image.new("RGB", (8, 8), (i, 2 * i, 3 * i)).save(images / name)
+    r = build_catalog(BuildConfig(root / "cat", images=images, workers=1))
+    assert r.images == len(rows) and r.rejects == 0
+    return root / "cat", rows
+
+
+def test_classes_keep_zones_and_hemispheres_apart(zoned_catalog):
+    cat, rows = zoned_catalog
+    assert {(z, letter) for _, z, letter, *_ in rows} == {(10, "S"), (11, "S"), (10, "F"), (11, "F")}
+    ref = zoned_reference(rows)
+    con = Catalog(cat).connect()
+    got = con.sql(
+        "select path, zone, northern, class_e, class_n, class_h, group_e, group_n, group_h, group_rank, class_index "
+        "from cosplace_groups(min_images_per_class := 2)"
+    ).fetchall()
+    con.close()
+    ours = {p: ((z, nb, e, n, h), (ge, gn, gh), rank, idx) for p, z, nb, e, n, h, ge, gn, gh, rank, idx in got}
+    assert ours == ref
+    assert len({v[0] for v in ref.values()}) == 16 and len({v[1] for v in ref.values()}) == 4
+    # each group holds one class per coordinate system: a zone-blind key would have made 4 classes of 8
+    for key, *_ in ref.values():
+        members = [p for p, v in ours.items() if v[0] == key]
+        assert len(members) == 2 and {(z, letter >= "N") for p, z, letter, *_ in rows if p in members} == {key[:2]}
+    r = split_groups(GroupsConfig(cat, min_images_per_class=2, groups_num=4))
+    shipped = pq.read_table(r.manifest, columns=["path", "group_rank", "class_index"]).to_pylist()
+    assert {x["path"]: (x["group_rank"], x["class_index"]) for x in shipped} == {
+        p: (v[2], v[3]) for p, v in ref.items()
+    }

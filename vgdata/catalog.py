@@ -45,9 +45,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vgdata.errors import UsageError, VgdataError
+from vgdata.extras import require_catalog_extra
 from vgdata.schema import TABLES
+from vgdata.views import split_view_statements
+
+require_catalog_extra()  # duckdb, polars, pyproj, shapely: one line naming the extra, not a traceback
 
 FORMAT = "vgdata-catalog/1"
+MANIFEST_FORMAT = "2"
+"""``vgdata.manifest_format`` of the manifests written now: image roots relative to the catalog."""
 SQL_DIR = Path(__file__).parent / "sql"
 
 
@@ -296,9 +302,49 @@ class Catalog:
         return root if root.is_absolute() else (self.root / root).resolve()
 
     def image_roots(self, build: dict[str, Any] | None = None) -> dict[str, str]:
-        """Absolute image root of every collection (what manifests carry for vgtrain)."""
+        """Absolute image root of every collection."""
         build = build or self.require()
         return {c: str(self.image_root(c, build)) for c in sorted(build["collections"])}
+
+    def manifest_image_roots(self, build: dict[str, Any] | None = None) -> dict[str, str]:
+        """The image root of every collection as manifests carry it (format :data:`MANIFEST_FORMAT`).
+
+        Relative to the catalog folder, POSIX separators (``crops/database``), when the root is inside
+        the catalog (cut crops; an '@' folder imported from inside it); absolute otherwise (an '@'
+        folder imported in place elsewhere, which does not move with the catalog). vgtrain resolves a
+        relative root against the parent of the manifest's folder (``<catalog>/manifests/..``).
+        """
+        build = build or self.require()
+        base = self.root.resolve()
+        out = {}
+        for c in sorted(build["collections"]):
+            stored = Path(build["collections"][c]["image_root"])
+            if not stored.is_absolute() and ".." not in stored.parts:  # as build.json says: crops/<collection>
+                out[c] = stored.as_posix()
+                continue
+            root = self.image_root(c, build).resolve()
+            out[c] = root.relative_to(base).as_posix() if root.is_relative_to(base) else str(root)
+        return out
+
+    def manifest_metadata(self, build: dict[str, Any], *, kind: str, params: dict[str, Any]) -> dict[str, str]:
+        """The key-value metadata of a manifest of this catalog (the contract vgtrain's ``manifest`` module reads).
+
+        Keys: ``vgdata.manifest_format`` (:data:`MANIFEST_FORMAT`), ``vgdata.kind``, ``vgdata.params``
+        (JSON), ``vgdata.catalog_fingerprint``, ``vgdata.image_roots`` (JSON, :meth:`manifest_image_roots`),
+        ``vgdata.catalog_location`` (the catalog's absolute path now; informational, never used to
+        find images) and ``vgdata.tool_version``.
+        """
+        from vgdata import __version__
+
+        return {
+            "vgdata.manifest_format": MANIFEST_FORMAT,
+            "vgdata.kind": kind,
+            "vgdata.params": json.dumps(params, sort_keys=True),
+            "vgdata.catalog_fingerprint": build["fingerprint"],
+            "vgdata.image_roots": json.dumps(self.manifest_image_roots(build), sort_keys=True),
+            "vgdata.catalog_location": str(self.root.resolve()),
+            "vgdata.tool_version": __version__,
+        }
 
     # ---------- manifests
     @property
@@ -306,22 +352,9 @@ class Catalog:
         return self.root / "manifests"
 
     def write_manifest(self, name: str, table: pa.Table, *, kind: str, params: dict[str, Any]) -> Path:
-        """Write ``manifests/<name>.parquet`` with its provenance in the key-value metadata.
-
-        Keys: ``vgdata.kind``, ``vgdata.params`` (JSON), ``vgdata.catalog_fingerprint``,
-        ``vgdata.image_roots`` (JSON: collection -> absolute folder the ``path`` column is
-        relative to) and ``vgdata.tool_version``. vgtrain reads these with pyarrow only.
-        """
-        from vgdata import __version__
-
+        """Write ``manifests/<name>.parquet`` with :meth:`manifest_metadata` as its key-value metadata."""
         build = self.require()
-        meta = {
-            "vgdata.kind": kind,
-            "vgdata.params": json.dumps(params, sort_keys=True),
-            "vgdata.catalog_fingerprint": build["fingerprint"],
-            "vgdata.image_roots": json.dumps(self.image_roots(build), sort_keys=True),
-            "vgdata.tool_version": __version__,
-        }
+        meta = self.manifest_metadata(build, kind=kind, params=params)
         path = self.manifests_dir / f"{name}.parquet"
         with writer_lock(self.root, task=f"write manifest {name!r}"):  # re-entrant: callers usually hold it
             atomic_write_table(path, table, meta)
@@ -396,11 +429,8 @@ class Catalog:
             for sql in sql_files():
                 con.execute(sql.read_text())
             splits = self.load_build().get("splits", {})
-            if splits:
-                from vgdata.splits import split_view_statements
-
-                for statement in split_view_statements(splits):
-                    con.execute(statement)
+            for statement in split_view_statements(splits):
+                con.execute(statement)
             con.execute(f"create or replace macro vgdata_views_digest() as '{self.views_digest()}'")
         finally:
             con.close()

@@ -22,4 +22,6 @@ def one_line_warning(message, category, filename, lineno, file=None, line=None) 
     and source line (installed by the CLI, and in vgdata's worker processes)."""
     import sys
 
-    print(f"warning: {message}", file=file or sys.stderr, flush=True)
+    out = file or sys.stderr
+    out.write(f"warning: {message}\n")  # one write: lines of several worker processes never interleave
+    out.flush()

@@ -18,7 +18,8 @@ image_id        int64               the catalog's image id
 collection      string              the image's collection
 path            string              relative to the collection's image root; the roots are
                                     the metadata key ``vgdata.image_roots`` (JSON:
-                                    collection -> absolute folder)
+                                    collection -> folder, relative to the catalog when
+                                    inside it)
 utm_east        float64             metres
 utm_north       float64             metres
 utm_zone        int16               1..60; null for names without a zone (Nordland)
@@ -37,12 +38,12 @@ Images without finite UTM coordinates have no positives and are nobody's positiv
 buckets both sides into square cells of side ``threshold`` and compares each query with the
 database images of its own cell and the 8 around it, so it never forms a cross product.
 
-Key-value metadata (:meth:`vgdata.catalog.Catalog.write_manifest`): ``vgdata.kind`` =
-``"eval"``, ``vgdata.params`` (JSON: database, queries, threshold, the two sets'
+Key-value metadata (:meth:`vgdata.catalog.Catalog.manifest_metadata`): ``vgdata.manifest_format``,
+``vgdata.kind`` = ``"eval"``, ``vgdata.params`` (JSON: database, queries, threshold, the two sets'
 fingerprints and the counts), ``vgdata.catalog_fingerprint``, ``vgdata.image_roots``,
-``vgdata.tool_version``. Running ``eval_set`` again with the same parameters on an unchanged
-catalog (same fingerprints, tool version and image roots) reuses the file (a read-only
-catalog is fine then). Writing the file holds the catalog's writer lock
+``vgdata.catalog_location``, ``vgdata.tool_version``. Running ``eval_set`` again with the same
+parameters on an unchanged catalog (same fingerprints, manifest format, tool version and image
+roots; a catalog moved elsewhere is unchanged) reuses the file (a read-only catalog is fine then). Writing the file holds the catalog's writer lock
 (:func:`vgdata.catalog.writer_lock`); the table is computed under it, from the catalog as
 it is then.
 """
@@ -64,7 +65,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vgdata import __version__
-from vgdata.catalog import Catalog, writer_lock
+from vgdata.catalog import MANIFEST_FORMAT, Catalog, writer_lock
 from vgdata.errors import UsageError
 
 KIND = "eval"
@@ -168,7 +169,7 @@ def _inputs(cat: Catalog, build: dict[str, Any], database: str, queries: str, th
 def _reuse(cat: Catalog, path: Path, database: str, queries: str, threshold: float) -> EvalSetResult | None:
     build = cat.require()
     inputs = _inputs(cat, build, database, queries, threshold)
-    params = _reusable_params(path, inputs, build["fingerprint"], cat.image_roots(build))
+    params = _reusable_params(path, inputs, build["fingerprint"], cat.manifest_image_roots(build))
     return None if params is None else _result(path, params, reused=True)
 
 
@@ -274,6 +275,7 @@ def _reusable_params(
         return None
     meta = {k.decode(): v.decode() for k, v in raw.items()}
     expected = {
+        "vgdata.manifest_format": MANIFEST_FORMAT,
         "vgdata.kind": KIND,
         "vgdata.catalog_fingerprint": fingerprint,
         "vgdata.image_roots": json.dumps(image_roots, sort_keys=True),

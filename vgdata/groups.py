@@ -15,12 +15,13 @@ The manifest ``manifests/groups_M{M}_a{alpha}_N{N}_L{L}_mipc{mipc}_g{groups}_{fp
 is named by its parameters and the catalog fingerprint, so a re-run on an unchanged catalog
 reuses it. One row per image of the first ``groups_num`` groups, ordered by group_rank,
 class_index, image_id (sorting 41M paths would cost more than the rest); columns: group_rank, class_index, image_id, collection, path, utm_east,
-utm_north, utm_zone, heading, class_e, class_n, class_h, group_e, group_n, group_h.
+utm_north, utm_zone, heading, class_e, class_n, class_h, group_e, group_n, group_h. Its metadata is
+:meth:`vgdata.catalog.Catalog.manifest_metadata` (format version, image roots relative to the catalog);
+a manifest of an older format is written again.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import os
@@ -29,8 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vgdata import __version__
-from vgdata.catalog import Catalog, _sql_literal
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vgdata.catalog import MANIFEST_FORMAT, Catalog, _sql_literal
 from vgdata.errors import UsageError, VgdataError
 
 
@@ -149,7 +152,7 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
         chosen = groups[: config.groups_num]
         name = manifest_name(config, build["fingerprint"])
         path = cat.manifests_dir / f"{name}.parquet"
-        reused = path.is_file()
+        reused = _current(path)
         if not reused:
             if sum(g["images"] for g in chosen) > 1_000_000:
                 # DuckDB 2.0's two-thread sort of millions of rows with their paths overran the
@@ -215,18 +218,23 @@ def _write_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: 
             raise VgdataError(
                 f"{cat.root} was changed by another command while split-groups ran; run split-groups again"
             )
-        if not path.is_file():  # else an identical run wrote it meanwhile (its name holds the fingerprint)
+        if not _current(path):  # else an identical run wrote it meanwhile (its name holds the fingerprint)
             _copy_manifest(con, cat, build, config, args, path)
 
 
+def _current(path: Path) -> bool:
+    """True when ``path`` exists in the manifest format written now (an older one is written again)."""
+    if not path.is_file():
+        return False
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        return False
+    return meta.get(b"vgdata.manifest_format") == MANIFEST_FORMAT.encode()
+
+
 def _copy_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: dict, path: Path) -> None:
-    meta = {
-        "vgdata.kind": "groups",
-        "vgdata.params": json.dumps(config.params(), sort_keys=True),
-        "vgdata.catalog_fingerprint": build["fingerprint"],
-        "vgdata.image_roots": json.dumps(cat.image_roots(build), sort_keys=True),
-        "vgdata.tool_version": __version__,
-    }
+    meta = cat.manifest_metadata(build, kind="groups", params=config.params())
     kv = ", ".join(f"'{_sql_literal(k)}': '{_sql_literal(v)}'" for k, v in meta.items())
     cat.manifests_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")

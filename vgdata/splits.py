@@ -46,24 +46,34 @@ Defining a split under an existing name replaces that split (its old views disap
 Defining a split holds the catalog's writer lock (:func:`vgdata.catalog.writer_lock`) from
 reading ``build.json`` to writing it and the views; ``wait=False`` raises
 :class:`vgdata.catalog.CatalogBusy` instead of waiting for another writer.
-SQL text is built from values in one place, :func:`split_view_statements` (views cannot take
-prepared parameters), through ``_literal``, which renders checked literals only; the other
-queries here pass their values as prepared parameters.
+SQL text is built from values in one place, :func:`vgdata.views.split_view_statements` (views
+cannot take prepared parameters; :mod:`vgdata.catalog` renders the stored splits with it too),
+through :func:`vgdata.views.literal`, which renders checked literals only; the other queries
+here pass their values as prepared parameters.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vgdata.catalog import Catalog, sql_files, writer_lock
 from vgdata.errors import UsageError
+from vgdata.views import NAME_RE, check_name, literal, split_view_statements, split_views
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-"""Split, view and collection names accepted in a split (they become quoted SQL identifiers)."""
+__all__ = [
+    "NAME_RE",
+    "RESERVED",
+    "SFXL_STAR",
+    "SFXL_STAR_STAR",
+    "SplitResult",
+    "split_test",
+    "split_val",
+    "split_view_statements",
+    "split_views",
+    "split_years",
+]
 
 SFXL_STAR: dict[str, int] = {"queries_from": 2011}
 """SF-XL*: queries taken after 2010 (2011 on), database the rest (2010 and before)."""
@@ -97,106 +107,6 @@ class SplitResult:
         return {**asdict(self), "views": self.views}
 
 
-# ---------- the three kinds: macro, parameters (build.json name -> macro argument, type), views
-_KINDS: dict[str, dict[str, Any]] = {
-    "years": {
-        "macro": "year_split",
-        "params": {"queries_from": ("queries_from", "int"), "database_before": ("database_before", "int?")},
-        "views": {"_database": "database", "_queries": "queries"},
-    },
-    "test": {
-        "macro": "test_database",
-        "params": {"year": ("year", "int")},
-        "views": {"": None},
-    },
-    "val": {
-        "macro": "val_split",
-        "params": {
-            "size": ("size", "int"),
-            "seed": ("seed", "int"),
-            "threshold": ("threshold", "float"),
-            "grid_m": ("grid_m", "float"),
-        },
-        "views": {"_database": "database", "_queries": "queries"},
-    },
-}
-
-
-def split_views(name: str, kind: str) -> list[str]:
-    """The view names a split of ``kind`` called ``name`` creates."""
-    if kind not in _KINDS:
-        raise UsageError(f"unknown split kind {kind!r}; use one of: {', '.join(_KINDS)}")
-    return [name + suffix for suffix in _KINDS[kind]["views"]]
-
-
-def split_view_statements(splits: dict[str, Any]) -> list[str]:
-    """``create or replace view`` statements for the ``"splits"`` of build.json, in name order.
-
-    Each is ``create or replace view "<view>" as select * from <macro>(arg := literal, ...)``.
-    Values are checked before they are rendered: names match ``^[A-Za-z0-9_-]+$``, ints are
-    ints, floats are finite; anything else raises :class:`UsageError`.
-    """
-    statements = []
-    for name in sorted(splits):
-        definition = splits[name]
-        if not isinstance(definition, dict):
-            raise UsageError(f"build.json splits.{name} is not an object; define the split again")
-        kind = definition.get("kind")
-        views = split_views(_name(name, "split name"), kind)
-        if list(definition.get("views", views)) != views:
-            raise UsageError(f"build.json splits.{name}.views should be {views}; define the split again")
-        for view in views:
-            statements.append(
-                f'create or replace view "{view}" as select * from {_macro_call(name, kind, definition, view)}'
-            )
-    return statements
-
-
-def _macro_call(name: str, kind: str, definition: dict[str, Any], view: str) -> str:
-    """``<macro>(role := 'queries', ..., coll := 'database')`` for one view of a split."""
-    spec = _KINDS[kind]
-    params = definition.get("params")
-    if not isinstance(params, dict):
-        raise UsageError(f"build.json splits.{name}.params is not an object; define the split again")
-    args = []
-    role = spec["views"][view[len(name) :]]
-    if role is not None:
-        args.append(f"role := {_literal(role, 'name', 'role')}")
-    for key, (arg, typ) in spec["params"].items():
-        if key in params:
-            args.append(f"{arg} := {_literal(params[key], typ, f'splits.{name}.params.{key}')}")
-        elif not typ.endswith("?"):
-            raise UsageError(f"build.json splits.{name}.params lacks {key!r}; define the split again")
-    unknown = set(params) - set(spec["params"]) - {"collection"}
-    if unknown:
-        raise UsageError(f"build.json splits.{name}.params has unknown keys {sorted(unknown)}; define the split again")
-    args.append(f"coll := {_literal(params.get('collection', 'database'), 'name', f'splits.{name}.params.collection')}")
-    return f"{spec['macro']}({', '.join(args)})"
-
-
-def _literal(value: Any, typ: str, what: str) -> str:
-    """A SQL literal for a checked value: ``int``, ``int?`` (int or null), ``float``, ``name``."""
-    if typ == "int?" and value is None:
-        return "null"
-    if typ in ("int", "int?"):
-        if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
-            raise UsageError(f"{what} must be a whole number (64-bit), got {value!r}")
-        return str(int(value))
-    if typ == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise UsageError(f"{what} must be a finite number, got {value!r}")
-        return f"cast('{float(value)!r}' as double)"
-    if typ == "name":
-        return f"'{_name(value, what)}'"
-    raise AssertionError(typ)
-
-
-def _name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise UsageError(f"{what} must be letters, digits, '_' or '-' (e.g. sfxl_star), got {value!r}")
-    return value
-
-
 # ---------- the API
 def split_years(
     catalog: str | os.PathLike[str],
@@ -214,8 +124,8 @@ def split_years(
     SF-XL** is ``queries_from=2016, database_before=2015`` (:data:`SFXL_STAR`,
     :data:`SFXL_STAR_STAR`). Defining an existing split name again replaces that split.
     """
-    _literal(queries_from, "int", "queries_from")
-    _literal(database_before, "int?", "database_before")
+    literal(queries_from, "int", "queries_from")
+    literal(database_before, "int?", "database_before")
     if database_before is not None and database_before > queries_from:
         raise UsageError(
             f"database_before ({database_before}) must be <= queries_from ({queries_from}), "
@@ -238,7 +148,7 @@ def split_test(
     SF-XL's test database is its crops of 2013. Images without a year are never in it.
     Defining an existing split name again replaces that split.
     """
-    _literal(year, "int", "year")
+    literal(year, "int", "year")
     return _define(catalog, name, "test", {"year": year, "collection": collection}, wait=wait)
 
 
@@ -262,15 +172,15 @@ def split_val(
     cannot give ``size`` pairs, both views hold as many as it can (``notes`` says so).
     Defining an existing split name again replaces that split.
     """
-    _literal(size, "int", "size")
-    _literal(seed, "int", "seed")
-    _literal(threshold, "float", "threshold")
+    literal(size, "int", "size")
+    literal(seed, "int", "seed")
+    literal(threshold, "float", "threshold")
     if size < 1:
         raise UsageError(f"size must be >= 1, got {size}")
     if threshold <= 0:
         raise UsageError(f"threshold must be > 0 metres, got {threshold}")
     if grid_m is not None:
-        _literal(grid_m, "float", "grid_m")
+        literal(grid_m, "float", "grid_m")
         if grid_m <= 0:
             raise UsageError(f"grid_m must be > 0 metres, got {grid_m}")
     grid_m = None if grid_m is None else float(grid_m)
@@ -284,14 +194,14 @@ def _define(
     """Under the writer lock: check the split on a private connection, store it in build.json, rebuild the views."""
     cat = Catalog(catalog)
     cat.require()  # "not a catalog" before any lock file is made
-    _name(name, "split name")
+    check_name(name, "split name")
     with writer_lock(cat.root, task=f"define split {name!r}", wait=wait):
         return _define_locked(cat, name, kind, params)
 
 
 def _define_locked(cat: Catalog, name: str, kind: str, params: dict[str, Any]) -> SplitResult:
     build = cat.require()
-    collection = _name(params["collection"], "collection")
+    collection = check_name(params["collection"], "collection")
     if collection not in build["collections"]:
         raise UsageError(
             f"no collection {collection!r} in {cat.root}; use one of: {', '.join(sorted(build['collections']))}"

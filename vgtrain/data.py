@@ -1,16 +1,8 @@
 """Manifests in, uint8 image batches out: what the trainer and the evaluator read.
 
-vgtrain reads vgdata's manifests with pyarrow only (no duckdb, polars or vgdata here, so the
-GPU machines need none of them). Two layouts:
-
-* the **groups manifest** (``vgdata split-groups``): one row per training image with
-  ``group_rank``, ``class_index``, ``collection`` and ``path``; :class:`GroupsManifest`;
-* the **eval manifest** (``vgdata eval-set``): database rows then query rows, each with
-  ``role``, ``idx``, ``collection``, ``path`` and, for queries, ``positives``;
-  :class:`EvalManifest`.
-
-Both carry the key-value metadata ``vgdata.params`` (JSON), ``vgdata.catalog_fingerprint``
-and ``vgdata.image_roots`` (JSON: collection -> absolute folder that ``path`` is relative to).
+The manifests themselves (groups and eval, format version, image roots) are read by
+:mod:`vgtrain.manifest` (pyarrow only); their classes are re-exported here for existing callers.
+This module turns their absolute paths into batches.
 
 Training sampling follows CosPlace (REFERENCE.md b.4): each item draws a class with equal
 probability and then one of its images uniformly. Here the randomness lives in the sampled
@@ -23,250 +15,30 @@ into normalised floats on the training device.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vgtrain.errors import VgtrainError
+from vgtrain.manifest import (  # noqa: F401 - re-exported: vgtrain.data was their home
+    EVAL_COLUMNS,
+    GROUPS_COLUMNS,
+    META_KEYS,
+    EvalManifest,
+    GroupsManifest,
+    ManifestError,
+)
 
 log = logging.getLogger(__name__)
 
-META_KEYS = ("vgdata.params", "vgdata.catalog_fingerprint", "vgdata.image_roots")
-"""Key-value metadata every manifest must carry."""
-GROUPS_COLUMNS = ("group_rank", "class_index", "collection", "path")
-"""Columns :meth:`GroupsManifest.read` reads."""
-EVAL_COLUMNS = ("role", "idx", "collection", "path", "positives")
-"""Columns :meth:`EvalManifest.read` needs (``width``/``height_px`` are used when present)."""
 DECODE_RETRIES = 3
 """Other images of the class tried when one fails to decode."""
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 """What Pillow raises for missing, truncated or corrupt files."""
-
-
-class ManifestError(VgtrainError):
-    """A manifest (or a file it lists) cannot be used; the message says how to fix it."""
-
-
-# ---------------------------------------------------------------- manifests
-
-
-def _open_manifest(path: str | os.PathLike, what: str, command: str, columns: Sequence[str]) -> tuple[Any, dict]:
-    """The ParquetFile and its decoded vgdata metadata, after checking columns and keys."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ManifestError(f"{what} manifest {path} does not exist; make it with `{command}`")
-    try:
-        pf = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as e:
-        raise ManifestError(
-            f"{what} manifest {path} is not a readable Parquet file ({e}); rebuild it with `{command}`"
-        ) from e
-    names = set(pf.schema_arrow.names)
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise ManifestError(f"{what} manifest {path} lacks columns {', '.join(missing)}; rebuild it with `{command}`")
-    raw = pf.schema_arrow.metadata or {}
-    meta = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"vgdata.")}
-    lacking = [k for k in META_KEYS if k not in meta]
-    if lacking:
-        raise ManifestError(
-            f"{what} manifest {path} lacks metadata {', '.join(lacking)}; it was not written by vgdata, "
-            f"rebuild it with `{command}`"
-        )
-    try:
-        params = json.loads(meta["vgdata.params"])
-        roots = json.loads(meta["vgdata.image_roots"])
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{what} manifest {path} has unreadable metadata ({e}); rebuild it with `{command}`") from e
-    if not isinstance(params, dict) or not isinstance(roots, dict):
-        raise ManifestError(f"{what} manifest {path} has malformed metadata; rebuild it with `{command}`")
-    return pf, {"params": params, "catalog_fingerprint": meta["vgdata.catalog_fingerprint"], "roots": roots}
-
-
-def _absolute_paths(table: pa.Table, roots: dict[str, str], where: str, command: str) -> pa.ChunkedArray:
-    """``image_roots[collection] + "/" + path`` for every row, with Arrow kernels (millions of rows)."""
-    coll = pc.dictionary_encode(table["collection"].combine_chunks())
-    unknown = [c for c in coll.dictionary.to_pylist() if c not in roots]
-    if unknown:
-        raise ManifestError(
-            f"{where} lists collection(s) {', '.join(map(str, unknown))} that vgdata.image_roots lacks; "
-            f"rebuild it with `{command}`"
-        )
-    root_of = pa.array([str(roots[c]).rstrip("/") for c in coll.dictionary.to_pylist()], pa.string())
-    return pc.binary_join_element_wise(root_of.take(coll.indices), table["path"].combine_chunks(), "/")
-
-
-def _fingerprint(catalog_fingerprint: str, params: dict) -> str:
-    text = catalog_fingerprint + json.dumps(params, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-@dataclass
-class GroupsManifest:
-    """CosPlace's training groups: ``groups[g][c]`` = absolute image paths of class ``c`` of group ``g``."""
-
-    path: str
-    """The manifest file."""
-    params: dict
-    """``vgdata.params``: M, alpha, N, L, min_images_per_class, groups_num, collection."""
-    catalog_fingerprint: str
-    """``vgdata.catalog_fingerprint`` of the catalog the manifest was made from."""
-    groups: list[list[list[str]]] = field(repr=False)
-    """Per group (``group_rank`` order), per class (``class_index`` order): sorted absolute paths."""
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> GroupsManifest:
-        """Read a ``vgdata split-groups`` manifest (four columns only) and resolve its paths.
-
-        Raises :class:`ManifestError` when the file, a column, a metadata key or an image root is
-        missing, or when group ranks or class indexes are not contiguous from 0.
-        """
-        command = "vgdata split-groups"
-        pf, meta = _open_manifest(path, "groups", command, GROUPS_COLUMNS)
-        path = os.fspath(path)
-        table = pf.read(columns=list(GROUPS_COLUMNS))
-        if table.num_rows == 0:
-            raise ManifestError(f"groups manifest {path} has no rows; rebuild it with `{command}`")
-        if table["group_rank"].null_count or table["class_index"].null_count or table["path"].null_count:
-            raise ManifestError(f"groups manifest {path} has null group_rank, class_index or path; rebuild it")
-        full = _absolute_paths(table, meta["roots"], f"groups manifest {path}", command)
-        order = pc.sort_indices(
-            pa.table({"g": table["group_rank"], "c": table["class_index"], "p": full}),
-            sort_keys=[("g", "ascending"), ("c", "ascending"), ("p", "ascending")],
-        )
-        g = table["group_rank"].take(order).to_numpy().astype(np.int64)
-        c = table["class_index"].take(order).to_numpy().astype(np.int64)
-        paths = full.take(order).to_pylist()
-        # Class boundaries: where (group, class) changes; group boundaries: where group changes.
-        new_class = np.flatnonzero(np.r_[True, (g[1:] != g[:-1]) | (c[1:] != c[:-1])])
-        class_end = np.r_[new_class[1:], len(paths)]
-        groups: list[list[list[str]]] = []
-        for start, end in zip(new_class.tolist(), class_end.tolist(), strict=True):
-            gi, ci = int(g[start]), int(c[start])
-            if gi == len(groups):
-                groups.append([])
-            if gi != len(groups) - 1 or ci != len(groups[gi]):
-                raise ManifestError(
-                    f"groups manifest {path}: group ranks and class indexes must count from 0 without gaps "
-                    f"(found group {gi} class {ci} after {len(groups)} group(s)); rebuild it with `{command}`"
-                )
-            groups[gi].append(paths[start:end])
-        return cls(path=path, params=meta["params"], catalog_fingerprint=meta["catalog_fingerprint"], groups=groups)
-
-    @property
-    def fingerprint(self) -> str:
-        """sha256 of the catalog fingerprint and the parameters: identifies the training data in meta.json."""
-        return _fingerprint(self.catalog_fingerprint, self.params)
-
-    @property
-    def classes_per_group(self) -> list[int]:
-        """Number of classes of each group (the size of each group's CosFace head)."""
-        return [len(g) for g in self.groups]
-
-
-@dataclass
-class EvalManifest:
-    """A database, queries and each query's positives (database ``idx``), from ``vgdata eval-set``."""
-
-    path: str
-    """The manifest file."""
-    params: dict
-    """``vgdata.params``: database, queries, threshold, fingerprints and counts."""
-    catalog_fingerprint: str
-    """``vgdata.catalog_fingerprint``."""
-    database: list[str] = field(repr=False)
-    """Absolute paths in database ``idx`` order."""
-    queries: list[str] = field(repr=False)
-    """Absolute paths in query ``idx`` order."""
-    positives: list[np.ndarray] = field(repr=False)
-    """Per query, the sorted database ``idx`` (int64) within the threshold; may be empty."""
-    database_sizes: list[tuple[int, int]] | None = field(default=None, repr=False)
-    """(width, height) per database image from the manifest, or None when it lacks them."""
-    query_sizes: list[tuple[int, int]] | None = field(default=None, repr=False)
-    """(width, height) per query from the manifest, or None when it lacks them."""
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> EvalManifest:
-        """Read a ``vgdata eval-set`` manifest and resolve its paths.
-
-        Raises :class:`ManifestError` when the file, a column or a metadata key is missing, when the
-        ``idx`` of a role do not count from 0, when a positive is not a database ``idx``, or when no
-        query has a positive (Recall@N would be 0 whatever the model).
-        """
-        command = "vgdata eval-set"
-        pf, meta = _open_manifest(path, "eval", command, EVAL_COLUMNS)
-        path = os.fspath(path)
-        names = pf.schema_arrow.names
-        sized = "width" in names and "height_px" in names
-        table = pf.read(columns=list(EVAL_COLUMNS) + (["width", "height_px"] if sized else []))
-        full = _absolute_paths(table, meta["roots"], f"eval manifest {path}", command)
-        table = table.append_column("abs_path", full)
-
-        def role(name: str) -> pa.Table:
-            part = table.filter(pc.equal(table["role"], name))
-            part = part.take(pc.sort_indices(part["idx"]))
-            idx = part["idx"].to_numpy()
-            if not np.array_equal(idx, np.arange(len(idx))):
-                raise ManifestError(
-                    f"eval manifest {path}: the {name} rows' idx must be 0..{len(idx) - 1}; rebuild it with `{command}`"
-                )
-            return part
-
-        db, qs = role("database"), role("query")
-        if db.num_rows == 0 or qs.num_rows == 0:
-            raise ManifestError(
-                f"eval manifest {path} has {db.num_rows} database and {qs.num_rows} query rows; "
-                f"rebuild it with `{command}` and non-empty sets"
-            )
-        pos = qs["positives"].combine_chunks()
-        offsets = pos.offsets.to_numpy().astype(np.int64)  # absolute positions in pos.values
-        values = pos.values.to_numpy(zero_copy_only=False).astype(np.int64)
-        nulls = pos.is_null().to_numpy(zero_copy_only=False)  # a null list: no positives
-        positives = [
-            np.sort(values[a:b]) if not null else np.zeros(0, np.int64)
-            for a, b, null in zip(offsets[:-1], offsets[1:], nulls, strict=True)
-        ]
-        values = np.concatenate([np.zeros(0, np.int64), *positives])
-        if values.size and (values.min() < 0 or values.max() >= db.num_rows):
-            raise ManifestError(f"eval manifest {path} has positives outside the database; rebuild it")
-        if not any(p.size for p in positives):
-            raise ManifestError(
-                f"eval manifest {path} has no query with a positive; rebuild it with `{command}` "
-                "and a larger --threshold or other sets"
-            )
-
-        def sizes(part: pa.Table) -> list[tuple[int, int]] | None:
-            if not sized or part["width"].null_count or part["height_px"].null_count:
-                return None
-            return list(zip(part["width"].to_pylist(), part["height_px"].to_pylist(), strict=True))
-
-        return cls(
-            path=path,
-            params=meta["params"],
-            catalog_fingerprint=meta["catalog_fingerprint"],
-            database=db["abs_path"].to_pylist(),
-            queries=qs["abs_path"].to_pylist(),
-            positives=positives,
-            database_sizes=sizes(db),
-            query_sizes=sizes(qs),
-        )
-
-    @property
-    def fingerprint(self) -> str:
-        """sha256 of the catalog fingerprint and the parameters (for meta.json)."""
-        return _fingerprint(self.catalog_fingerprint, self.params)
 
 
 # ---------------------------------------------------------------- training

@@ -1,7 +1,7 @@
 """Distributed set-up in one place (torchrun DDP; gloo on CPU, nccl on CUDA).
 
-Launch K processes with ``torchrun --nproc-per-node K -m vgtrain.fit ...`` (or ``vgtrain fit
---nproc K``): torchrun sets RANK, LOCAL_RANK and WORLD_SIZE. Only rank 0 logs and writes.
+Launch K processes with ``torchrun --nproc-per-node K --no-python vgtrain fit ...`` (or ``vgtrain
+fit --nproc K``): torchrun sets RANK, LOCAL_RANK and WORLD_SIZE. Only rank 0 logs and writes.
 """
 
 from __future__ import annotations

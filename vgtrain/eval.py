@@ -64,6 +64,9 @@ class EvalConfig:
     """IVF-PQ parameters (nlist, m, nbits, nprobe, rerank); defaults: the setting bench/knn.py measured."""
     num_preds_to_save: int = 20
     """Queries shown in the report, wrong ones first."""
+    image_roots: dict[str, str] = field(default_factory=dict)
+    """``--image-root COLLECTION=DIR`` overrides: collection -> absolute image folder (:mod:`vgtrain.manifest`
+    states how roots resolve without one)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,26 +201,31 @@ def run_evals(config: EvalConfig, eval_sets: list[str]) -> list[dict[str, Any]]:
     database is the same list of images (SF-XL's v1, v2, night and occlusion queries share one test
     database). Each folder holds exactly what :func:`run_eval` writes for that eval set alone.
     """
+    from vgtrain.manifest import EvalManifest, check_image_roots
+
     names = [eval_set_name(e) for e in eval_sets]
     if len(set(names)) != len(names):
         raise EvalError(f"two eval sets share a name ({', '.join(names)}): their folders under --out would clash")
+    files = [EvalManifest.open(e) for e in eval_sets]  # every file's metadata checked before any work
+    check_image_roots(config.image_roots, *files)
     shared: dict[str, Any] = {}
     return [
-        run_eval(replace(config, eval_set=e, out=str(Path(config.out) / n)), _shared=shared)
-        for e, n in zip(eval_sets, names, strict=True)
+        run_eval(replace(config, eval_set=e, out=str(Path(config.out) / n)), _shared=shared, _file=f)
+        for e, n, f in zip(eval_sets, names, files, strict=True)
     ]
 
 
-def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file=None) -> dict[str, Any]:
     """Evaluate; write predictions.parquet, recalls.json and report.html; return the recalls.json content.
 
     ``_shared`` (used by :func:`run_evals`) carries the loaded model and the last database's
-    descriptors from one call to the next.
+    descriptors from one call to the next; ``_file``, the eval manifest already opened (and its
+    ``--image-root`` overrides checked) by :func:`run_evals`. The manifest's rows are read once.
     """
     import pyarrow.parquet as pq
 
-    from vgtrain.data import EvalManifest
     from vgtrain.dist import setup
+    from vgtrain.manifest import EvalManifest, check_image_roots
     from vgtrain.stats import (
         LEVEL,
         METHOD,
@@ -231,7 +239,10 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None) -> di
 
     check_config(config)
     device = setup(config.device).device  # a device torch lacks fails here, before any work
-    manifest = EvalManifest.read(config.eval_set)
+    if _file is None:
+        _file = EvalManifest.open(config.eval_set)
+        check_image_roots(config.image_roots, _file)
+    manifest = EvalManifest.load(_file, config.image_roots)
     if not manifest.queries:
         raise EvalError(f"{config.eval_set} has no query images; rebuild it with `vgdata eval-set`")
     shared = {} if _shared is None else _shared
@@ -296,7 +307,7 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None) -> di
         "queries_without_positives": int(sum(len(p) == 0 for p in manifest.positives)),
         "mean_positives": mean_positives,
         "chance_level": 100.0 * mean_positives / len(manifest.database),
-        "eval_set_fingerprint": _eval_set_fingerprint(manifest),
+        "eval_set_fingerprint": manifest.set_fingerprint,
         "threshold_m": manifest.params.get("threshold"),
         "image_size": config.image_size or "native",
         "model": args,
@@ -367,13 +378,8 @@ def _ivfpq_protocol(spec: IndexSpec, n: int) -> dict[str, int]:
 
 def _predictions_table(dist: np.ndarray, idx: np.ndarray, positive: np.ndarray, manifest):
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    ids = pq.read_table(manifest.path, columns=["role", "idx", "image_id"]).to_pydict()
-    db_ids = np.zeros(len(manifest.database), dtype=np.int64)
-    q_ids = np.zeros(len(manifest.queries), dtype=np.int64)
-    for role, i, image_id in zip(ids["role"], ids["idx"], ids["image_id"], strict=True):
-        (db_ids if role == "database" else q_ids)[i] = image_id
+    db_ids, q_ids = manifest.database_ids, manifest.query_ids  # read with the manifest, in idx order
     nq, k = idx.shape
     return pa.table(
         {
@@ -386,32 +392,3 @@ def _predictions_table(dist: np.ndarray, idx: np.ndarray, positive: np.ndarray, 
             "is_positive": pa.array(positive.reshape(-1), pa.bool_()),
         }
     )
-
-
-def _eval_set_fingerprint(manifest) -> str:
-    """sha256 of what an eval set is: its database and queries in idx order and each query's positives.
-
-    Hashes the manifest's rows (role, idx, image_id, collection, relative path, positives) and the
-    threshold, not the file's bytes, so the same eval set written again (another pyarrow, other image
-    roots, a re-run of ``vgdata eval-set``) keeps its fingerprint while other queries, another
-    database or other positives change it. Two evals with equal fingerprints have the same query at
-    every ``query_idx`` and can be compared query by query (``vgtrain compare``).
-    """
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(manifest.path, columns=["role", "idx", "image_id", "collection", "path", "positives"])
-    t = t.take(pc.sort_indices(t, sort_keys=[("role", "ascending"), ("idx", "ascending")]))
-    h = hashlib.sha256(b"vgtrain eval set v1\0")
-    h.update(json.dumps({"threshold": manifest.params.get("threshold")}, sort_keys=True).encode())
-    for name in ("role", "collection", "path"):
-        h.update(name.encode() + b"\0")
-        h.update("\0".join(map(str, t[name].to_pylist())).encode())
-    for name in ("idx", "image_id"):
-        h.update(name.encode() + b"\0")
-        h.update(t[name].to_numpy().astype("<i8").tobytes())
-    pos = t["positives"].combine_chunks()
-    lengths = pc.fill_null(pc.list_value_length(pos), -1).to_numpy(zero_copy_only=False)  # null (database row): -1
-    h.update(b"positives\0" + lengths.astype("<i8").tobytes())
-    h.update(pc.list_flatten(pos).to_numpy(zero_copy_only=False).astype("<i8").tobytes())
-    return h.hexdigest()

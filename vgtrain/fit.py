@@ -12,9 +12,10 @@ Determinism: each epoch's sampling and augmentation are seeded from (seed, epoch
 run resumed from ``last`` draws exactly what an uninterrupted run draws; with the saved model,
 optimiser and classifier states it reaches the same weights (on CPU).
 
-Scale-out: under torchrun each rank draws a different slice of the epoch's stream, the
-backbone is wrapped in DistributedDataParallel and the group classifier's gradients are
-averaged explicitly; only rank 0 logs and writes. Channels-last on every device; on CUDA also bf16 autocast.
+Scale-out: ``torchrun --nproc-per-node K --no-python vgtrain fit ...`` (what ``vgtrain fit --nproc K``
+runs, :func:`torchrun_command`) is the one way in. Under it each rank draws a different slice of
+the epoch's stream, the backbone is wrapped in DistributedDataParallel and the group classifier's
+gradients are averaged explicitly; only rank 0 logs and writes. Channels-last on every device; on CUDA also bf16 autocast.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
+import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +106,9 @@ class FitConfig:
     """Abort when more than this fraction of training images fail to decode."""
     log_every: int = 0
     """Log a line every N iterations (0: ten lines per epoch)."""
+    image_roots: dict[str, str] = field(default_factory=dict)
+    """``--image-root COLLECTION=DIR`` overrides: collection -> absolute image folder, for both manifests
+    (:mod:`vgtrain.manifest` states how roots resolve without one)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -293,11 +299,23 @@ def _restore(model, model_opt, classifiers, cls_opts, weights, state, run: Path)
         ) from None
 
 
+def read_manifests(config: FitConfig):
+    """(GroupsManifest, EvalManifest) of ``config``, each file read once, ``config.image_roots`` applied.
+
+    An ``--image-root`` collection that neither manifest knows is refused before any rows are read.
+    """
+    from vgtrain.manifest import EvalManifest, GroupsManifest, check_image_roots
+
+    groups, val = GroupsManifest.open(config.groups), EvalManifest.open(config.val)
+    check_image_roots(config.image_roots, groups, val)
+    return GroupsManifest.load(groups, config.image_roots), EvalManifest.load(val, config.image_roots)
+
+
 def fit(config: FitConfig) -> dict[str, Any]:
     """Train; returns a summary (epochs run, best recall@1, run folder, per-epoch recalls)."""
     from vgtrain import checkpoint, dist
     from vgtrain.augment import BatchAugment
-    from vgtrain.data import EvalManifest, GroupDataset, GroupsManifest, train_loader
+    from vgtrain.data import GroupDataset, train_loader
     from vgtrain.evaluate import evaluate
     from vgtrain.losses import CosFace
     from vgtrain.model import build_model, model_args
@@ -308,8 +326,7 @@ def fit(config: FitConfig) -> dict[str, Any]:
     run_dir = Path(config.out)
     log_file = run_dir / "log.txt" if info.main else None
 
-    manifest = GroupsManifest.read(config.groups)
-    val = EvalManifest.read(config.val)
+    manifest, val = read_manifests(config)
     if len(manifest.groups) < config.groups_num:
         raise FitError(
             f"the groups manifest has {len(manifest.groups)} group(s) but --groups-num is {config.groups_num}; "
@@ -507,13 +524,30 @@ def fit(config: FitConfig) -> dict[str, Any]:
     return {"run_dir": str(run_dir), "best_recall1": best_r1, "history": history, "rank_weight_digests": digests}
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m vgtrain.fit ...`` (what torchrun launches): the ``vgtrain fit`` command."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from cli import vgtrain_app
+def torchrun_command(nproc: int, fit_args: list[str]) -> list[str]:
+    """The one way into DDP training: ``torchrun --standalone --nproc-per-node K --no-python vgtrain fit ARGS``.
 
-    vgtrain_app(["fit", *(sys.argv[1:] if argv is None else argv)])
+    ``vgtrain fit --nproc K`` runs this (``fit_args``: its own options, rebuilt from the parsed values,
+    without ``--nproc``); each of the K processes is the ``vgtrain`` console script, so the library
+    never imports the CLI. ``torchrun`` is run as ``python -m torch.distributed.run`` with this
+    interpreter, and the script is the one installed next to it (else the first on ``PATH``).
+    """
+    if "LOCAL_RANK" in os.environ:  # a --nproc that reached a torchrun child would launch torchrun again
+        raise FitError("--nproc is for a plain `vgtrain fit`; under torchrun give --nproc-per-node to torchrun instead")
+    exe = Path(sys.executable)
+    script = next((str(p) for p in (exe.with_name("vgtrain"), exe.with_name("vgtrain.exe")) if p.is_file()), None)
+    script = script or shutil.which("vgtrain")
+    if script is None:
+        raise FitError(
+            "--nproc needs the `vgtrain` command, which is installed with the package; install it "
+            "(pip install -e '.[train]') or run `torchrun --nproc-per-node K --no-python vgtrain fit ...` yourself"
+        )
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+    return [*run, "--no-python", script, "fit", *fit_args]
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the entry points are the CLI's; say so rather than exit 0 having done nothing
+    raise SystemExit(
+        "python -m vgtrain.fit is not an entry point: run `vgtrain fit ...` or, for DDP, "
+        "`torchrun --nproc-per-node K --no-python vgtrain fit ...` (or `vgtrain fit --nproc K ...`)"
+    )
