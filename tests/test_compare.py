@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -188,7 +189,7 @@ def evals(tiny_catalog, tmp_path_factory) -> dict[str, Path]:
 def test_eval_writes_intervals_chance_and_fingerprint(evals):
     saved = json.loads((evals["m0_v2"] / "recalls.json").read_text())
     p = saved["protocol"]
-    preds = pq.read_table(evals["m0_v2"] / "predictions.parquet").to_pandas()
+    preds = pl.read_parquet(evals["m0_v2"] / "predictions.parquet")
     manifest = pq.read_table(p["eval_set"], columns=["role", "positives"]).to_pylist()
     counts = [len(r["positives"] or []) for r in manifest if r["role"] == "query"]
     assert p["mean_positives"] == pytest.approx(sum(counts) / len(counts))
@@ -204,7 +205,9 @@ def test_eval_writes_intervals_chance_and_fingerprint(evals):
     for n, value in saved["recalls"]["flat"].items():
         lo, hi = saved["intervals"]["flat"][n]
         assert 0 <= lo <= value <= hi <= 100
-        found = preds[preds["rank"] < int(n)].groupby("query_idx")["is_positive"].any()
+        found = (
+            preds.filter(pl.col("rank") < int(n)).group_by("query_idx").agg(pl.col("is_positive").any())["is_positive"]
+        )
         if found.all() or not found.any():
             assert lo == hi == value
     html = (evals["m0_v2"] / "report.html").read_text()

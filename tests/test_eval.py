@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+import polars as pl
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -56,12 +56,14 @@ def test_predictions_consistent_with_recalls(run, tmp_path):
     report = run_eval(
         EvalConfig(weights=str(out), eval_set=manifest, out=str(tmp_path / "e"), image_size=64, num_workers=0)
     )
-    preds = pq.read_table(tmp_path / "e" / "predictions.parquet").to_pandas()
+    preds = pl.read_parquet(tmp_path / "e" / "predictions.parquet")
     saved = json.loads((tmp_path / "e" / "recalls.json").read_text())
     n_q = saved["protocol"]["n_queries"]
     assert n_q == 4 and len(preds) == n_q * min(20, saved["protocol"]["n_database"])
     for n, value in saved["recalls"]["flat"].items():
-        found = preds[preds["rank"] < int(n)].groupby("query_idx")["is_positive"].any()
+        found = (
+            preds.filter(pl.col("rank") < int(n)).group_by("query_idx").agg(pl.col("is_positive").any())["is_positive"]
+        )
         assert value == pytest.approx(100 * found.sum() / n_q)
     assert report["protocol"]["model"]["fc_output_dim"] == 32 and saved["protocol"]["threshold_m"] == 25.0
     assert (tmp_path / "e" / "report.html").is_file()

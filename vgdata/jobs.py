@@ -128,7 +128,15 @@ def _worker_init(parent_pid: int) -> None:
     from vgdata.errors import one_line_warning
 
     warnings.showwarning = one_line_warning  # a worker's warning is one line too, as in the CLI
+    # Ctrl-C reaches the whole process group: the parent reports it (finished shards are kept, "interrupted");
+    # a worker stops at once, silently, instead of printing its own KeyboardInterrupt traceback (its shard's
+    # outputs are written atomically, so an unfinished shard leaves nothing behind and runs again next time).
+    signal.signal(signal.SIGINT, _exit_quietly)
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="vgdata-parent-watch", daemon=True).start()
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    os._exit(128 + signum)
 
 
 def _watch_parent(parent_pid: int) -> None:
