@@ -52,6 +52,13 @@ def _vgtrain() -> None:
 
 CatalogArg = Annotated[Path, typer.Argument(help="Catalog folder, e.g. catalogs/sf.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ImageRootOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="COLLECTION=DIR: read COLLECTION's images from DIR instead of the manifest's root (relative roots "
+        "resolve against the catalog that holds the manifest). Repeatable."
+    ),
+]
 
 
 def _fail(e: VgdataError | VgtrainError) -> typer.Exit:
@@ -629,13 +636,7 @@ def fit_cmd(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     resume: Annotated[str | None, typer.Option(help="Run folder to resume from (its last checkpoint).")] = None,
-    image_root: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="COLLECTION=DIR: read COLLECTION's images from DIR instead of the manifest's root (relative roots "
-            "resolve against the catalog that holds the manifest). Repeatable."
-        ),
-    ] = None,
+    image_root: ImageRootOpt = None,
     log_every: Annotated[int, typer.Option(help="Log every N iterations (0: ten per epoch).")] = 0,
     nproc: Annotated[int, typer.Option(help="Processes (DDP via torchrun); 1 = this process.")] = 1,
 ) -> None:
@@ -713,13 +714,7 @@ def eval_cmd(
     nprobe: Annotated[int, typer.Option(help="IVF lists searched per query.")] = 8,
     rerank: Annotated[int, typer.Option(help="IVF-PQ candidates re-scored exactly (0: PQ distances).")] = 64,
     num_preds_to_save: Annotated[int, typer.Option(help="Queries shown in the report, wrong first.")] = 20,
-    image_root: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="COLLECTION=DIR: read COLLECTION's images from DIR instead of the manifest's root (relative roots "
-            "resolve against the catalog that holds the manifest). Repeatable."
-        ),
-    ] = None,
+    image_root: ImageRootOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Recall@1/5/10/20 of a model on an eval manifest; writes predictions, recalls.json and report.html."""
