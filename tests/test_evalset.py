@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from vgdata.build import BuildConfig, build_catalog, register_collection
-from vgdata.catalog import Catalog, atomic_write_table
+from vgdata.catalog import Catalog
 from vgdata.errors import UsageError
 from vgdata.evalset import EVAL_SCHEMA, eval_set, eval_table, positive_pairs
+from vgdata.fsio import atomic_write_table
 from vgdata.schema import IMAGES, from_columns
 
 E0, N0 = 500_000.0, 4_180_000.0  # a point in San Francisco's zone 10S, on a 25 m cell corner

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from vgdata.build import register_collection
-from vgdata.catalog import SQL_DIR, Catalog, atomic_write_table
+from vgdata.catalog import SQL_DIR, Catalog
 from vgdata.errors import VgdataError
+from vgdata.fsio import atomic_write_table
 from vgdata.groups import GroupsConfig, split_groups
 from vgdata.names import make_name
 from vgdata.schema import IMAGES, from_columns

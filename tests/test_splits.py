@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from vgdata.build import BuildConfig, build_catalog, register_collection
-from vgdata.catalog import Catalog, atomic_write_table
+from vgdata.catalog import Catalog
 from vgdata.demo import make_raw_panoramas
 from vgdata.errors import UsageError
+from vgdata.fsio import atomic_write_table
 from vgdata.schema import IMAGES, from_columns
 from vgdata.splits import (
     SFXL_STAR,

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from cli import vgdata_app
 from vgdata import geo
 from vgdata.build import BuildConfig, build_catalog, register_collection
-from vgdata.catalog import Catalog, atomic_write_table
+from vgdata.catalog import Catalog
 from vgdata.evalset import eval_set
+from vgdata.fsio import atomic_write_table
 from vgdata.groups import GroupsConfig, split_groups
 from vgdata.panorama import strip_windows
 from vgdata.schema import IMAGES, from_columns

@@ -38,15 +38,9 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vgdata import __version__, jobs
-from vgdata.catalog import (
-    Catalog,
-    atomic_write_bytes,
-    atomic_write_table,
-    combine_digests,
-    table_digest,
-    writer_lock,
-)
+from vgdata.catalog import Catalog, combine_digests, table_digest, writer_lock
 from vgdata.errors import UsageError, VgdataError
+from vgdata.fsio import atomic_write_bytes, atomic_write_table
 
 PLAN_SHARD = "plan"  # the part holding the rejects found while planning
 

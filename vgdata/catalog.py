@@ -35,17 +35,16 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from vgdata.errors import UsageError, VgdataError
 from vgdata.extras import require_catalog_extra
+from vgdata.fsio import atomic_path, atomic_write_bytes, atomic_write_table
 from vgdata.schema import TABLES
 from vgdata.views import split_view_statements
 
@@ -55,41 +54,6 @@ FORMAT = "vgdata-catalog/1"
 MANIFEST_FORMAT = "2"
 """``vgdata.manifest_format`` of the manifests written now: image roots relative to the catalog."""
 SQL_DIR = Path(__file__).parent / "sql"
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    A reader sees the old file or the new one, never a part. ``fsync`` also flushes the
-    file to the disk before the rename (for ``build.json``: a power cut keeps a whole file).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_table(path: Path, table: pa.Table, metadata: dict[str, str] | None = None) -> None:
-    """Write a zstd Parquet file atomically; ``metadata`` goes into the key-value metadata."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def table_digest(table: pa.Table) -> str:
@@ -421,20 +385,20 @@ class Catalog:
         import duckdb
 
         self.ensure_table_dirs()
-        tmp = self.root / f".tmp-catalog-{os.getpid()}.duckdb"
-        tmp.unlink(missing_ok=True)
-        con = duckdb.connect(str(tmp))
-        try:
-            con.execute(f"set file_search_path = '{_sql_literal(str(self.root.resolve()))}'")
-            for sql in sql_files():
-                con.execute(sql.read_text())
-            splits = self.load_build().get("splits", {})
-            for statement in split_view_statements(splits):
-                con.execute(statement)
-            con.execute(f"create or replace macro vgdata_views_digest() as '{self.views_digest()}'")
-        finally:
-            con.close()
-        os.replace(tmp, self.duckdb_path)
+        with atomic_path(self.duckdb_path) as tmp:
+            tmp.unlink()  # DuckDB creates its file itself
+            con = duckdb.connect(str(tmp))
+            try:
+                con.execute(f"set file_search_path = '{_sql_literal(str(self.root.resolve()))}'")
+                for sql in sql_files():
+                    con.execute(sql.read_text())
+                splits = self.load_build().get("splits", {})
+                for statement in split_view_statements(splits):
+                    con.execute(statement)
+                con.execute(f"create or replace macro vgdata_views_digest() as '{self.views_digest()}'")
+            finally:
+                con.close()
+            Path(f"{tmp}.wal").unlink(missing_ok=True)
 
     def _views_current(self) -> bool:
         import duckdb

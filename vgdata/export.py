@@ -14,8 +14,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from vgdata.catalog import Catalog, atomic_write_bytes
+from vgdata.catalog import Catalog
 from vgdata.errors import UsageError
+from vgdata.fsio import atomic_write_bytes
 
 FORMATS = ("at-folder",)
 

@@ -36,7 +36,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from vgdata.catalog import atomic_write_bytes
+from vgdata.fsio import atomic_write_bytes
 
 Payload = Any
 ShardFn = Callable[[Payload], dict]

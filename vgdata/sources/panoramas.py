@@ -22,7 +22,6 @@ the 2:1 check applies to the upright size), then made 8-bit RGB (``sources.commo
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +29,9 @@ import numpy as np
 import pyarrow as pa
 
 from vgdata import geo
-from vgdata.catalog import atomic_write_table, table_digest
+from vgdata.catalog import table_digest
 from vgdata.errors import UsageError
+from vgdata.fsio import atomic_path, atomic_write_table
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
 from vgdata.sources.common import (
     IMAGE_SUFFIXES,
@@ -287,9 +287,8 @@ def crop_shard(payload: dict) -> dict:
             out_dir.mkdir(parents=True, exist_ok=True)
             made_dirs.add(out_dir)
         for (crop, win), name in zip(crops, names, strict=True):
-            tmp = out_dir / f".tmp-{name}.part"
-            crop.save(tmp, format="JPEG", quality=payload["quality"])
-            os.replace(tmp, out_dir / name)
+            with atomic_path(out_dir / name) as tmp:
+                crop.save(tmp, format="JPEG", quality=payload["quality"])
             rel = f"{folder}/{name}"
             row = {**r, "image_id": image_id(collection, rel), "path": rel, "collection": collection}
             row.update(heading=win.heading, tile=None, width=win.size, height_px=win.size)

@@ -45,7 +45,6 @@ folder walk ``path outside folder`` (a symlink leading out of the folder: never 
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 
@@ -53,6 +52,7 @@ import numpy as np
 import pyarrow as pa
 
 from vgdata import geo
+from vgdata.fsio import atomic_path
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
 from vgdata.sources.common import (
     UnsupportedMode,
@@ -311,12 +311,8 @@ def save_query_image(rgb, dst: Path, quality: int) -> tuple[int, int]:
     """Save ``rgb`` as JPEG ``dst`` (a temporary name in the same folder, then renamed); its size.
 
     A failure here (disk full, permission) is the run's, not the image's: it propagates."""
-    tmp = dst.parent / f".tmp-{dst.name}.part"
-    try:
+    with atomic_path(dst) as tmp:
         rgb.save(tmp, format="JPEG", quality=quality)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return rgb.size
 
 

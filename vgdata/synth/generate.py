@@ -30,7 +30,6 @@ import csv
 import hashlib
 import io
 import math
-import os
 from base64 import urlsafe_b64encode
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from vgdata.errors import UsageError
+from vgdata.fsio import atomic_write_bytes
 
 # 2: queries by the kerb, looking along or across the street;
 # 3: demo = a neighbourhood (several streets, 6 years, a test year), street ends left undriven,
@@ -363,12 +363,6 @@ def plan_queries(
 # ---------------------------------------------------------------- rendering work (worker processes)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _render_capture(args: tuple) -> None:
     from PIL import Image
 
@@ -378,7 +372,7 @@ def _render_capture(args: tuple) -> None:
     img = render_panorama(scene, capture.x, capture.y, capture.heading, width=width, year=capture.year)
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="JPEG", quality=92)
-    _write_atomic(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def _render_query(args: tuple) -> None:
@@ -413,7 +407,7 @@ def _render_query(args: tuple) -> None:
         img = img.convert("L")
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=90, exif=exif)
-    _write_atomic(Path(path), buf.getvalue())
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def photo_az_span(fov_deg: float, size: tuple[int, int], pitch: float) -> float:
