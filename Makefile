@@ -24,7 +24,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format .
 
 demo: $(VENV)/.dev
-	$(BIN)/python -m vgdata.demo catalogs/demo
+	$(BIN)/python runs/demo.py catalogs/demo
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/crop.py

@@ -32,9 +32,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' panorama generator
+
+from raw_panoramas import make_raw_panoramas  # noqa: E402
 
 from vgdata.build import BuildConfig, build_catalog  # noqa: E402
-from vgdata.demo import make_raw_panoramas  # noqa: E402
 from vgdata.panorama import strip_windows  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"

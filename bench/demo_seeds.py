@@ -32,12 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vgdata import demo  # noqa: E402
-
-
-def _vgdata(*args: object) -> None:
-    print("$ vgdata " + " ".join(map(str, args)), flush=True)
-    demo._step([sys.executable, "-m", "cli", *map(str, args)], "vgdata " + str(args[0]))
+from runs import demo  # noqa: E402
 
 
 def working_copy(catalog: Path, copy: Path) -> None:
@@ -73,26 +68,30 @@ def main() -> None:
     # 1-2. held-out queries of the same city, in a working copy of the catalog
     raw = catalog.parent / f"{catalog.name}-queries{k}-raw"
     if not (raw / "README.txt").is_file():
-        _vgdata("synth", raw, "--preset", "demo", "--seed", 0, "--queries-seed", k, "--queries-only")
+        demo.vgdata("synth", raw, "--preset", "demo", "--seed", 0, "--queries-seed", k, "--queries-only")
     copy = catalog.parent / f"{catalog.name}-heldout{k}"
     working_copy(catalog, copy)
     sets = {f"heldout{k}_v1": ("--photos", raw / "queries_v1"), f"heldout{k}_v2": ("--poses", raw / "queries_v2.csv")}
+    heldout = {}
     for name, source in sets.items():
-        _vgdata("add-queries", copy, "--collection", name, *source)
-        _vgdata("eval-set", copy, "--name", name, "--database", "test_database", "--queries", name)
+        demo.vgdata("add-queries", copy, "--collection", name, *source)
+        r = demo.vgdata("eval-set", copy, "--name", name, "--database", "test_database", "--queries", name)
+        heldout[name] = Path(r["manifest"])
 
     # 3. one run per seed (seed 0: the demo's)
     runs = {}
+    groups = demo.groups_manifest(catalog)  # the demo's (split-groups reuses it)
+    val = Path(demo.vgdata("eval-set", catalog, "--name", "val", "--database", "val_database",
+                           "--queries", "val_queries")["manifest"])  # fmt: skip
     for seed in (int(s) for s in args.seeds.split(",")):
         run = catalog.parent / (f"{catalog.name}-run" if seed == 0 else f"{catalog.name}-run-seed{seed}")
-        demo.train(catalog, run, device=args.device, num_workers=args.num_workers, seed=seed)
+        demo.train(run, groups=groups, val=val, device=args.device, num_workers=args.num_workers, seed=seed)
         runs[seed] = run
 
     # 4. every network on the held-out sets (the untrained baselines once, in the working copy)
     names = tuple(sets)
-    manifests = copy / "manifests"
-    common = {"device": args.device, "num_workers": args.num_workers, "eval_sets": names, "manifests": manifests}
-    per_seed = {seed: demo.evaluate_all(catalog, run, baselines=copy / "evals", **common) for seed, run in runs.items()}
+    common = {"device": args.device, "num_workers": args.num_workers, "eval_sets": names, "baselines": copy / "evals"}
+    per_seed = {seed: demo.evaluate_all(run, heldout, **common) for seed, run in runs.items()}
     print(f"\nheld-out queries (--queries-seed {k}) against the one-year test database; 95% bootstrap intervals")
     summary = {}
     for seed, folders in per_seed.items():

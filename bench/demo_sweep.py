@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vgdata import demo  # noqa: E402
+from runs import demo  # noqa: E402
 
 IMPRINT = ["--classifier-init", "imprint"]
 RUNS: dict[str, tuple[int, int, int, list[str]]] = {  # name: groups, epochs, iterations per epoch, extra flags
@@ -35,14 +35,8 @@ RUNS: dict[str, tuple[int, int, int, list[str]]] = {  # name: groups, epochs, it
 
 
 def groups_manifest(catalog: Path, groups: int) -> Path:
-    """The demo's groups manifest with ``groups`` groups (written by split-groups when missing)."""
-    pattern = f"groups_M10_a30_N5_L2_mipc{demo.DEMO_MIN_IMAGES_PER_CLASS}_g{groups}_*.parquet"
-    found = sorted((catalog / "manifests").glob(pattern), key=lambda p: p.stat().st_mtime)
-    if not found:
-        args = ["split-groups", catalog, "--min-images-per-class", demo.DEMO_MIN_IMAGES_PER_CLASS]
-        demo._step([sys.executable, "-m", "cli", *map(str, [*args, "--groups-num", groups])], "vgdata split-groups")
-        found = sorted((catalog / "manifests").glob(pattern), key=lambda p: p.stat().st_mtime)
-    return found[-1]
+    """The demo's groups manifest with ``groups`` groups: split-groups' JSON names it (written when missing)."""
+    return demo.groups_manifest(catalog, demo.DEMO, "--groups-num", groups)
 
 
 def main() -> int:
@@ -60,7 +54,8 @@ def main() -> int:
     sets = [x for q in demo.EVAL_SETS for x in ("--eval-set", catalog / "manifests" / f"eval_{q}.parquet")]
     base = sweep / "eval_imagenet"
     if not all((base / q / "recalls.json").is_file() for q in demo.EVAL_SETS):
-        demo._vgtrain("eval", "--weights", "imagenet", "--backbone", demo.DEMO_BACKBONE, *sets, "--out", base, *common)
+        demo.run_tool("vgtrain", "eval", "--weights", "imagenet", "--backbone", demo.DEMO_BACKBONE, *sets, "--out", base,
+                      *common)  # fmt: skip
     fit_flags = [f for f in demo.DEMO_FIT if not f.startswith(("--epochs-num", "--iterations-per-epoch"))]
     from vgtrain.compare import compare
 
@@ -73,12 +68,12 @@ def main() -> int:
         meta = run / "last.meta.json"
         if not (meta.is_file() and json.loads(meta.read_text())["epoch"] >= epochs - 1):
             resume = ["--resume", run] if meta.is_file() else []
-            demo._vgtrain("fit", "--groups", groups_manifest(catalog, groups), "--val",
+            demo.run_tool("vgtrain", "fit", "--groups", groups_manifest(catalog, groups), "--val",
                           catalog / "manifests" / "eval_val.parquet", "--out", run, *fit_flags,
                           "--groups-num", groups, "--epochs-num", epochs, "--iterations-per-epoch", iterations,
                           *extra, "--num-workers", args.num_workers, "--device", args.device, *resume)  # fmt: skip
         if not all((run / "eval" / q / "recalls.json").is_file() for q in demo.EVAL_SETS):
-            demo._vgtrain("eval", "--weights", run / "last.pt", *sets, "--out", run / "eval", *common)
+            demo.run_tool("vgtrain", "eval", "--weights", run / "last.pt", *sets, "--out", run / "eval", *common)
         cells = []
         for q in demo.EVAL_SETS:
             c = compare(run / "eval" / q, base / q)["recalls"][1]

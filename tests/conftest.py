@@ -6,8 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from vgdata.demo import make_raw_panoramas
+from raw_panoramas import make_raw_panoramas
 
 
 @pytest.fixture(scope="session")

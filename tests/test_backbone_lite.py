@@ -181,7 +181,7 @@ def test_eval_random_baseline_digest_follows_the_seed(manifest, tmp_path):
 
 def test_eval_imagenet_baseline_is_1280d_unit_norm(manifest, tmp_path):
     from vgtrain.data import EvalManifest
-    from vgtrain.evaluate import compute_descriptors
+    from vgtrain.recall import compute_descriptors
 
     config = EvalConfig(weights="imagenet", backbone="EfficientNetLite0", eval_set=manifest, out=str(tmp_path / "i"),
                         image_size=32, num_workers=0, batch_size=64, device="cpu", num_preds_to_save=2)  # fmt: skip

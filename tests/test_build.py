@@ -163,7 +163,7 @@ def test_two_workers_give_the_same_fingerprint_as_one(raw_panos, tmp_path):
 
 
 def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
-    from vgdata.demo import make_raw_panoramas
+    from raw_panoramas import make_raw_panoramas
 
     pano_dir, csv_path = make_raw_panoramas(tmp_path / "raw", n=40, width=1664, seed=3)
     ref = build_catalog(BuildConfig(tmp_path / "ref", panoramas=pano_dir, metadata=csv_path, workers=1, shard_size=1))

@@ -153,7 +153,7 @@ def test_failed_plan_leaves_no_job_folder(tmp_path, raw_panos):
 
 
 def test_split_commands_on_a_real_catalog(tmp_path):
-    from vgdata.demo import make_raw_panoramas
+    from raw_panoramas import make_raw_panoramas
 
     pano_dir, csv_path = make_raw_panoramas(tmp_path / "raw", n=12, width=416, seed=2, years=(2009, 2013, 2017))
     cat = str(tmp_path / "cat")

@@ -17,8 +17,8 @@ from vgdata.evalset import eval_set
 from vgdata.groups import GroupsConfig, split_groups
 from vgtrain import knn
 from vgtrain.eval import EvalConfig, run_eval
-from vgtrain.evaluate import recalls
 from vgtrain.fit import FitConfig, fit
+from vgtrain.recall import recalls
 
 
 def test_recalls_on_hand_made_descriptors():

@@ -249,7 +249,7 @@ def test_eval_set_writes_manifest_with_metadata(cases):
     assert meta["vgdata.catalog_fingerprint"] == build["fingerprint"]
     roots = json.loads(meta["vgdata.image_roots"])
     assert roots == {"database": "crops/database", "queries_v1": "crops/queries_v1"}  # relative to the catalog
-    assert meta["vgdata.manifest_format"] == "2"
+    assert meta["vgdata.manifest_format"] == "3"
     assert meta["vgdata.catalog_location"] == str(cases.resolve())
     params = json.loads(meta["vgdata.params"])
     assert params == {
@@ -383,9 +383,9 @@ def test_real_catalog_each_image_is_its_own_positive(raw_panos, tmp_path):
 
 
 def test_recall_on_the_hand_made_cases(cases):
-    """Recall@N (vgtrain.evaluate.recalls) on these positives: a positive at exactly 25 m counts, a
+    """Recall@N (vgtrain.recall.recalls) on these positives: a positive at exactly 25 m counts, a
     query without positives stays in the denominator, a 25.5 m neighbour does not count."""
-    from vgtrain.evaluate import recalls
+    from vgtrain.recall import recalls
 
     rows = eval_table(cases, database="database", queries="queries_v1").to_pylist()
     db_ids = [r["image_id"] for r in rows if r["role"] == "database"]

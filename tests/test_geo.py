@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vgdata import geo
+from vgdata import geo, utm_input
 from vgdata.errors import VgdataError
 from vgdata.geo import (
     LETTERS,
@@ -352,7 +352,7 @@ def test_utm_to_latlon_checked_reports_each_bad_point_and_converts_the_rest():
     north = [n, n, -4e6, n, n, 9.9e6, -1e8, n, n, n, -5e5]
     zone = [10, 10, 10, 10, 10, 10, 10, 10, 10, 61, 10]
     letter = ["S", "S", "M", "M", "S", "S", "M", "T", "S", "S", "N"]
-    lat, lon, problems = geo.utm_to_latlon_checked(east, north, zone, letter)
+    lat, lon, problems = utm_input.utm_to_latlon_checked(east, north, zone, letter)
     want_lat, want_lon = utm_to_latlon(e, n, 10, "S")
     assert (lat[0], lon[0], problems[0]) == (float(want_lat), float(want_lon), None)
     kinds = [p[0] if p else None for p in problems]
@@ -378,18 +378,20 @@ def test_utm_to_latlon_checked_accepts_band_edges_and_the_south():
     # A point 0.5 m south of 40 N may carry S or T; Sydney (56 H) converts.
     e, n = latlon_to_utm(40.0 - 4e-6, -123.0).east, latlon_to_utm(40.0 - 4e-6, -123.0).north
     for letter in ("S", "T"):
-        _, _, problems = geo.utm_to_latlon_checked([float(e)], [float(n)], [10], [letter])
+        _, _, problems = utm_input.utm_to_latlon_checked([float(e)], [float(n)], [10], [letter])
         assert problems[0] is None
     u = latlon_to_utm(-33.8678, 151.2073)
-    lat, lon, problems = geo.utm_to_latlon_checked(u.east.reshape(1), u.north.reshape(1), u.zone.reshape(1), ["H"])
+    lat, lon, problems = utm_input.utm_to_latlon_checked(
+        u.east.reshape(1), u.north.reshape(1), u.zone.reshape(1), ["H"]
+    )
     assert problems[0] is None and lat[0] == pytest.approx(-33.8678) and lon[0] == pytest.approx(151.2073)
 
 
 def test_band_letter_mismatch():
-    assert geo.band_letter_mismatch(37.77, "S") is None
-    assert geo.band_letter_mismatch(37.77, "s") is None
-    assert geo.band_letter_mismatch(-0.5, "M") is None
-    assert geo.band_letter_mismatch(37.77, "M") == (
+    assert utm_input.band_letter_mismatch(37.77, "S") is None
+    assert utm_input.band_letter_mismatch(37.77, "s") is None
+    assert utm_input.band_letter_mismatch(-0.5, "M") is None
+    assert utm_input.band_letter_mismatch(37.77, "M") == (
         "utm_letter 'M' but lat 37.77000 is in band S; the letter must name the point's 8-degree latitude band "
         "(C-M south of the equator, N-X north)"
     )

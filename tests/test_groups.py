@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vgdata.build import register_collection
-from vgdata.catalog import SQL_DIR, Catalog
+from vgdata.catalog import Catalog
 from vgdata.errors import VgdataError
 from vgdata.fsio import atomic_write_table
 from vgdata.groups import GroupsConfig, split_groups
@@ -134,23 +134,50 @@ def test_headings_outside_0_360_are_wrapped(tmp_path):
     assert exact == [(1, -1, 2)]
 
 
-@pytest.mark.parametrize("sql_test", sorted((SQL_DIR / "tests").glob("*.sql")), ids=lambda p: p.stem)
-def test_sql_audits_return_no_rows(corpus_catalog, sql_test):
+@pytest.mark.parametrize(("M", "alpha", "N", "L", "mipc"), [(10, 30, 5, 2, 10), (15, 45, 3, 2, 5), (10, 30, 5, 12, 1)])
+def test_every_groups_audit_passes_on_what_shipped(corpus_catalog, M, alpha, N, L, mipc):
+    """split-groups runs the groups audits at its end on its class table and the manifest it wrote; rerun them
+    here on exactly those (the macro with the manifest's parameters, the file itself) and list them."""
+    from vgdata.check import audit_groups, load_audits
+
     cat, _ = corpus_catalog
+    config = GroupsConfig(cat, m=M, alpha=alpha, n=N, l=L, min_images_per_class=mipc, groups_num=2)
+    r = split_groups(config)
     con = Catalog(cat).connect()
-    bad = con.sql(sql_test.read_text()).fetchall()
+    con.execute(
+        f"create temp table kept as from cosplace_kept_classes(m := {M}, alpha := {alpha}, n := {N}, l := {L}, "
+        f"min_images_per_class := {mipc})"
+    )
+    results = audit_groups(con, "kept", Path(r.manifest), r.params)
     con.close()
-    assert bad == []
+    names = {a.name for a in load_audits() if a.needs == "groups"}
+    assert {x.audit for x in results} == names and len(names) >= 9
+    assert all(x.status == "ok" and x.rows == 0 for x in results)
 
 
-def test_sql_audit_catches_a_broken_rank(corpus_catalog):
-    """The audits can fail: feed the rank-gap audit a relation with a gap."""
+@pytest.mark.parametrize(("M", "alpha", "N", "L", "mipc"), [(10, 30, 5, 2, 10), (15, 45, 3, 2, 5)])
+def test_manifest_macro_is_the_audited_macros(corpus_catalog, M, alpha, N, L, mipc):
+    """groups_manifest() in one call, its two-step form split-groups runs, and the written file agree row for row;
+    its rows are cosplace_groups()' rows of the first groups, its summary is cosplace_summary()."""
     cat, _ = corpus_catalog
+    r = split_groups(GroupsConfig(cat, m=M, alpha=alpha, n=N, l=L, min_images_per_class=mipc, groups_num=3))
+    args = f"m := {M}, alpha := {alpha}, n := {N}, l := {L}, min_images_per_class := {mipc}"
     con = Catalog(cat).connect()
-    con.execute("create temp table broken as select 0 as group_rank union all select 2")
-    sql = (SQL_DIR / "tests" / "group_rank_gap.sql").read_text().replace("from cosplace_groups()", "from broken")
-    assert con.sql(sql).fetchall() == [(2, 0, 2)]
+    one_call = con.sql(f"from groups_manifest({args}, groups_num := 3)").fetchall()
+    con.execute(f"create temp table kept as from cosplace_kept_classes({args})")
+    two_steps = con.sql(f"from groups_manifest_from('kept', groups_num := 3, m := {M}, alpha := {alpha})").fetchall()
+    groups = con.sql(
+        f"select group_rank, class_index, image_id, path, class_e, class_n, class_h from cosplace_groups({args}) "
+        "where group_rank < 3 order by group_rank, class_index, image_id"
+    ).fetchall()
+    summary = con.sql("from groups_summary('kept')").fetchall()
+    assert summary == con.sql(f"from cosplace_summary({args})").fetchall()
     con.close()
+    shipped = pq.read_table(r.manifest)
+    assert one_call == two_steps == [tuple(row.values()) for row in shipped.to_pylist()]
+    cols = ("group_rank", "class_index", "image_id", "path", "class_e", "class_n", "class_h")
+    assert [tuple(row[c] for c in cols) for row in shipped.to_pylist()] == groups
+    assert len(summary) == r.total_groups and [list(g.values()) for g in r.groups] == [list(s) for s in summary]
 
 
 def test_split_groups_manifest_values_and_reuse(corpus_catalog):

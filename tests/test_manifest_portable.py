@@ -67,7 +67,7 @@ def moved(tiny_catalog, tmp_path_factory) -> dict[str, Path]:
 def test_manifests_carry_a_version_relative_roots_and_the_location_hint(moved):
     for name in ("groups", "val"):
         meta = {k.decode(): v.decode() for k, v in pq.read_schema(moved[name]).metadata.items()}
-        assert meta["vgdata.manifest_format"] == "2"
+        assert meta["vgdata.manifest_format"] == "3"
         assert json.loads(meta["vgdata.image_roots"]) == {
             "database": "crops/database",
             "queries_v1": "crops/queries_v1",
@@ -152,11 +152,11 @@ def test_bad_image_root_is_one_line(moved, tmp_path):
 
 def test_unknown_format_version_is_one_line_and_format_1_is_still_read(moved, tmp_path):
     newer = rewrite_meta(moved["val"], moved["copy"] / "manifests" / "eval_newer.parquet",
-                         **{"vgdata.manifest_format": "3"})  # fmt: skip
+                         **{"vgdata.manifest_format": "4"})  # fmt: skip
     res = vgtrain("eval", "--weights", "random", "--backbone", "ResNet18", "--eval-set", str(newer),
                   "--out", str(tmp_path / "e"), "--device", "cpu")  # fmt: skip
     assert one_error_line(res) == (
-        f"error: eval manifest {newer} has format version '3', which this vgtrain cannot read (it reads 1, 2); "
+        f"error: eval manifest {newer} has format version '4', which this vgtrain cannot read (it reads 1, 2, 3); "
         "upgrade vgtrain, or rebuild the manifest with this version's `vgdata eval-set`"
     )
     # format 1 (no version key, absolute roots) from anywhere: read as it was

@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
+from raw_panoramas import make_raw_panoramas
 
 from vgdata import geo
 from vgdata.build import BuildConfig, build_catalog
 from vgdata.catalog import Catalog
-from vgdata.demo import make_raw_panoramas
 from vgdata.errors import UsageError
 from vgdata.names import parse_name
 from vgdata.sources import photos, poses

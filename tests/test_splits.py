@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from raw_panoramas import make_raw_panoramas
 
 from vgdata.build import BuildConfig, build_catalog, register_collection
 from vgdata.catalog import Catalog
-from vgdata.demo import make_raw_panoramas
 from vgdata.errors import UsageError
 from vgdata.fsio import atomic_write_table
 from vgdata.schema import IMAGES, from_columns
@@ -25,6 +25,7 @@ from vgdata.splits import (
     split_view_statements,
     split_years,
 )
+from vgdata.views import split_macros
 
 YEARS = (2009, 2010, 2011, 2013, 2014, 2015, 2016, 2019, None)
 BASE_E, BASE_N = 549_000.0, 4_180_000.0
@@ -132,9 +133,9 @@ def test_sfxl_star_is_after_2010_vs_the_rest(cat, rows):
     assert {x["collection"] for x in view_rows(cat, "sfxl_star_database")} == {"database"}
     build = json.loads((cat / "build.json").read_text())
     assert build["splits"]["sfxl_star"] == {
-        "kind": "years",
-        "params": {"queries_from": 2011, "database_before": None, "collection": "database"},
-        "views": ["sfxl_star_database", "sfxl_star_queries"],
+        "macro": "year_split",
+        "args": {"queries_from": 2011, "database_before": None, "coll": "database"},
+        "views": {"sfxl_star_database": {"role": "database"}, "sfxl_star_queries": {"role": "queries"}},
     }
 
 
@@ -381,7 +382,7 @@ def test_redefining_a_split_replaces_it(cat, rows):
     assert ids(cat, "x_queries") == {r["image_id"] for r in rows if r["year"] is not None and r["year"] >= 2016}
     split_test(cat, name="x", year=2011)
     build = json.loads((cat / "build.json").read_text())
-    assert build["splits"]["x"]["kind"] == "test" and build["splits"]["x"]["views"] == ["x"]
+    assert build["splits"]["x"]["macro"] == "test_database" and build["splits"]["x"]["views"] == {"x": {}}
     con = Catalog(cat).connect()
     try:
         names = {v for (v,) in con.sql("select view_name from duckdb_views() where not internal").fetchall()}
@@ -392,13 +393,19 @@ def test_redefining_a_split_replaces_it(cat, rows):
 
 def test_split_view_statements_render_checked_literals():
     splits = {
-        "s": {"kind": "years", "params": {"queries_from": 2016, "database_before": 2015, "collection": "db-1"}},
-        "t": {"kind": "test", "params": {"year": 2013, "collection": "database"}, "views": ["t"]},
+        "s": {
+            "macro": "year_split",
+            "args": {"queries_from": 2016, "database_before": 2015, "coll": "db-1"},
+            "views": {"s_database": {"role": "database"}, "s_queries": {"role": "queries"}},
+        },
+        "t": {"macro": "test_database", "args": {"coll": "database", "year": 2013}, "views": {"t": {}}},
         "v": {
-            "kind": "val",
-            "params": {"size": 5, "seed": 0, "threshold": 25, "grid_m": 1.5, "collection": "database"},
+            "macro": "val_split",
+            "args": {"size": 5, "seed": 0, "threshold": 25, "grid_m": 1.5, "coll": "database"},
+            "views": {"v_queries": {"role": "queries"}, "v_database": {"role": "database"}},
         },
     }
+    # arguments in the order each macro declares its parameters (vgdata/sql/splits/*.sql), views by name
     assert split_view_statements(splits) == [
         'create or replace view "s_database" as select * from year_split('
         "role := 'database', queries_from := 2016, database_before := 2015, coll := 'db-1')",
@@ -406,24 +413,90 @@ def test_split_view_statements_render_checked_literals():
         "role := 'queries', queries_from := 2016, database_before := 2015, coll := 'db-1')",
         "create or replace view \"t\" as select * from test_database(year := 2013, coll := 'database')",
         "create or replace view \"v_database\" as select * from val_split(role := 'database', size := 5, "
-        "seed := 0, threshold := cast('25.0' as double), grid_m := cast('1.5' as double), coll := 'database')",
+        "seed := 0, coll := 'database', threshold := cast('25.0' as double), grid_m := cast('1.5' as double))",
         "create or replace view \"v_queries\" as select * from val_split(role := 'queries', size := 5, "
-        "seed := 0, threshold := cast('25.0' as double), grid_m := cast('1.5' as double), coll := 'database')",
+        "seed := 0, coll := 'database', threshold := cast('25.0' as double), grid_m := cast('1.5' as double))",
     ]
+    t = {"macro": "test_database", "args": {"year": 2013}, "views": {"x": {}}}
     bad = [
-        {"x": {"kind": "years", "params": {"queries_from": "2011"}}},
-        {"x": {"kind": "years", "params": {"queries_from": True}}},
-        {"x": {"kind": "years", "params": {"queries_from": 2011, "collection": "a'b"}}},
-        {"x y": {"kind": "test", "params": {"year": 2013}}},
-        {"x": {"kind": "val", "params": {"size": 5, "seed": 0, "threshold": float("nan"), "grid_m": 1.0}}},
-        {"x": {"kind": "val", "params": {"size": 5, "seed": 0, "threshold": 25.0}}},
-        {"x": {"kind": "months", "params": {}}},
+        {"x": {**t, "args": {"year": "2013"}}},  # an int parameter given a string
+        {"x": {**t, "args": {"year": True}}},
+        {"x": {**t, "args": {"year": 2013.0}}},
+        {"x": {**t, "args": {"year": 2013, "coll": "a'b"}}},  # a name with a quote
+        {"x": {**t, "args": {"year": 2013, "coll": 7}}},  # a string parameter given an int
+        {"x y": t},  # split name
+        {"x": {**t, "views": {'x"; drop view images; --': {}}}},  # view name
+        {"x": {**t, "macro": "positives"}},  # a table macro, but not of sql/splits/
+        {"x": {**t, "macro": "read_parquet"}},
+        {"x": {**t, "macro": "val_split; drop view images"}},
+        {"x": {**t, "args": {"year": 2013, "extra": 1}}},  # not a parameter of the macro
+        {"x": {**t, "args": {"year": 2013, "coll; drop": "database"}}},
+        {"x": {**t, "args": {"year": 2013}, "views": {"x": {"year": 2014}}}},  # per-view repeats args
+        {"x": {**t, "views": {}}},
+        {"x": {**t, "views": ["x"]}},
+        {"x": {**t, "kind": "test"}},  # unknown key
+        {"x": {"macro": "val_split", "args": {"size": 5, "threshold": float("nan")}, "views": {"x": {}}}},
+        {"x": {"macro": "val_split", "args": {"size": 5, "grid_m": [1]}, "views": {"x": {}}}},
+        {"x": t, "y": {**t, "views": {"X": {}}}},  # one view defined by two splits
+        {"x": {"kind": "months", "params": {}}},  # old form of an unknown kind: not converted, refused
         {"x": {"kind": "test", "params": {"year": 2013, "extra": 1}}},
-        {"x": {"kind": "test", "params": {"year": 2013}, "views": ["y"]}},
     ]
     for splits in bad:
         with pytest.raises(UsageError):
             split_view_statements(splits)
+
+
+def test_split_macros_are_read_from_the_shipped_sql_files(tmp_path):
+    """The allowlist is what vgdata/sql/splits/ defines (every table macro there), parameters typed by default."""
+    shipped = sorted(p.stem for p in (Path(__file__).parents[1] / "vgdata" / "sql" / "splits").glob("*.sql"))
+    assert sorted(split_macros()) == shipped  # one table macro per file, named after it
+    assert split_macros()["year_split"] == {
+        "role": "name",
+        "queries_from": "int",
+        "database_before": "any",
+        "coll": "name",
+    }
+    (tmp_path / "a.sql").write_text(
+        "-- create or replace macro in_a_comment(x := 1) as table select 1;\n"
+        "create or replace macro scalar_one(x := 1) as (x + 1);\n"
+        "create or replace macro positional(x, y := 2) as table select x, y;\n"
+        "create macro t(a := 'it''s', b := 2.5, c := (1 + 2), d := -3) as table select 1;\n"
+    )
+    assert split_macros(tmp_path) == {"t": {"a": "name", "b": "float", "c": "any", "d": "int"}}
+
+
+def test_old_form_build_json_is_read_and_converted(cat, rows):
+    """A build.json of the previous format ({kind, params, views}) still gives the same views."""
+    split_years(cat, name="y", queries_from=2016, database_before=2015)
+    split_test(cat, name="t", year=2013)
+    split_val(cat, name="v", size=5, seed=3)
+    new_build = json.loads((cat / "build.json").read_text())
+    grid_m = new_build["splits"]["v"]["args"]["grid_m"]
+    before = {view: ids(cat, view) for view in ("y_database", "y_queries", "t", "v_database", "v_queries")}
+    old = dict(new_build)
+    old["splits"] = {  # exactly what the previous version wrote
+        "t": {"kind": "test", "params": {"collection": "database", "year": 2013}, "views": ["t"]},
+        "v": {
+            "kind": "val",
+            "params": {"collection": "database", "grid_m": grid_m, "seed": 3, "size": 5, "threshold": 25.0},
+            "views": ["v_database", "v_queries"],
+        },
+        "y": {
+            "kind": "years",
+            "params": {"collection": "database", "database_before": 2015, "queries_from": 2016},
+            "views": ["y_database", "y_queries"],
+        },
+    }
+    (cat / "build.json").write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+    (cat / "catalog.duckdb").unlink()
+    catalog = Catalog(cat)
+    assert catalog.load_build()["splits"] == new_build["splits"]  # converted on load, to what we write now
+    assert catalog.set_names() == sorted(["database", "queries_v1", *before])
+    assert {view: ids(cat, view) for view in before} == before
+    # the next writer stores the new form
+    split_test(cat, name="t2", year=2014)
+    stored = json.loads((cat / "build.json").read_text())["splits"]
+    assert stored["y"] == new_build["splits"]["y"] and stored["t2"]["macro"] == "test_database"
 
 
 # ---------- usage errors, and nothing stored when one is raised

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vgtrain.evaluate import recalls
+from vgtrain.recall import recalls
 from vgtrain.stats import MISS, bootstrap_interval, first_hit_rank, hits, paired_bootstrap
 
 

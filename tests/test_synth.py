@@ -117,7 +117,7 @@ def test_demo_preset_has_at_least_8_cosplace_groups_in_its_training_years(tmp_pa
     assert abs(n - len(train_years) * per_year) <= len(train_years) * streets
     # CosPlace's M=10, alpha=30, N=5, L=2 with the demo's min_images_per_class (EigenPlaces' 5): a class
     # of one 10 m cell and one 30 degree bin gets ~1 crop per panorama, 10 / 6.25 panoramas per year
-    from vgdata.demo import DEMO_MIN_IMAGES_PER_CLASS
+    DEMO_MIN_IMAGES_PER_CLASS = 5  # runs/demo.py's --min-images-per-class (tests/test_demo.py pins it)
 
     assert len(train_years) * 10 / preset.spacing_m >= DEMO_MIN_IMAGES_PER_CLASS
     r = split_groups(GroupsConfig(tmp_path / "cat", min_images_per_class=DEMO_MIN_IMAGES_PER_CLASS))

@@ -26,11 +26,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,7 +177,7 @@ def _build_locked(config: BuildConfig, cat: Catalog, progress: ProgressFn | None
                 (cat.root / "_jobs").rmdir()
         raise
     fn, size_of = source_mod.run_shard, (lambda p: len(p["items"]))
-    keys = shard_keys(plan_key, shards, fn, verify=config.verify)
+    keys = jobs.shard_keys(plan_key, shards, fn, verify=config.verify)
     match = ["content" if config.verify else "stat"]
     plan_digest = table_digest(plan_rejects)
     inputs = {  # the collection's plan key: every shard's, and the rejects found while planning
@@ -237,81 +235,10 @@ def _build_locked(config: BuildConfig, cat: Catalog, progress: ProgressFn | None
     }
     _check_unique_ids(cat, collection)
     build = _store_collection(cat, collection, info)
+    from vgdata.check import audit_collection
+
+    audit_collection(cat, collection)  # the cheap audits: the images audits over this collection's parts
     return _result_from_build(cat, collection, build, skipped=skipped)
-
-
-# ---------- plan keys: what each shard is made from
-
-
-def shard_keys(plan_key: str, shards: list[tuple[str, dict]], fn: Callable, *, verify: bool = False) -> dict:
-    """Each shard's keys: ``{"stat": ...}`` and, with ``verify``, ``{"content": ...}`` too (sha256 hex).
-
-    A key hashes the build parameters (``plan_key``), the shard id, its payload (rows and
-    shard parameters, less the catalog's own location, so a moved catalog keeps its keys),
-    the shard function (the generator of the outputs) and, per source file the shard reads,
-    ``size:mtime_ns`` (``stat``) or the sha256 of its bytes (``content``). A missing or
-    unreadable file has an identity of its own, so its later arrival is a change.
-    """
-    generator = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
-    files = {sid: [_item_file(payload, item) for item in payload["items"]] for sid, payload in shards}
-    content: dict[Path, str] = {}
-    if verify:
-        unique = sorted({f for fs in files.values() for f in fs if f is not None})
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            content = dict(zip(unique, pool.map(_content_identity, unique), strict=True))
-    keys: dict[str, dict[str, str]] = {}
-    for sid, payload in shards:
-        shape = {k: v for k, v in payload.items() if k not in ("catalog", "crop_root")}
-        base = json.dumps(
-            {"plan": plan_key, "shard": sid, "payload": shape, "generator": generator, "tool": __version__},
-            sort_keys=True,
-            default=str,
-        )
-        stat = [None if f is None else _stat_identity(f) for f in files[sid]]
-        keys[sid] = {"stat": _sha(base, stat)}
-        if verify:
-            keys[sid]["content"] = _sha(base, [None if f is None else content[f] for f in files[sid]])
-    return keys
-
-
-def _sha(base: str, identities: list) -> str:
-    return hashlib.sha256((base + json.dumps(identities)).encode()).hexdigest()
-
-
-def _item_file(payload: dict, item: Any) -> Path | None:
-    """The source file one shard item is read from (panoramas: pano_dir/source_path; imports,
-    photos and poses: folder/item or folder/src), or None when the item names no file."""
-    if isinstance(item, str) and "folder" in payload:
-        return Path(payload["folder"]) / item
-    if isinstance(item, dict):
-        if "source_path" in item and "pano_dir" in payload:
-            return Path(payload["pano_dir"]) / item["source_path"]
-        if "src" in item and "folder" in payload:
-            return Path(payload["folder"]) / item["src"]
-    return None
-
-
-def _stat_identity(path: Path) -> str:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return "missing"
-    except OSError as e:
-        return f"error {e.errno}"
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
-def _content_identity(path: Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    except FileNotFoundError:
-        return "missing"
-    except OSError as e:
-        return f"error {e.errno}"
-    return h.hexdigest()
 
 
 def _read_json(path: Path) -> dict:

@@ -46,13 +46,14 @@ from vgdata.errors import UsageError, VgdataError
 from vgdata.extras import require_catalog_extra
 from vgdata.fsio import atomic_path, atomic_write_bytes, atomic_write_table
 from vgdata.schema import TABLES
-from vgdata.views import split_view_statements
+from vgdata.views import split_view_statements, stored_splits
 
 require_catalog_extra()  # duckdb, polars, pyproj, shapely: one line naming the extra, not a traceback
 
 FORMAT = "vgdata-catalog/1"
-MANIFEST_FORMAT = "2"
-"""``vgdata.manifest_format`` of the manifests written now: image roots relative to the catalog."""
+MANIFEST_FORMAT = "3"
+"""``vgdata.manifest_format`` of the manifests written now. 2: image roots relative to the catalog;
+3: also a ``utm_epsg`` column (the coordinate system of each row)."""
 SQL_DIR = Path(__file__).parent / "sql"
 
 
@@ -237,10 +238,16 @@ class Catalog:
         return self.build_json.is_file()
 
     def load_build(self) -> dict[str, Any]:
-        """The parsed build.json, or a fresh empty description when there is none."""
+        """The parsed build.json, or a fresh empty description when there is none.
+
+        Splits stored in the previous format are returned converted (:func:`vgdata.views.stored_splits`).
+        """
         if not self.build_json.is_file():
             return {"format": FORMAT, "collections": {}}
-        return json.loads(self.build_json.read_text())
+        build = json.loads(self.build_json.read_text())
+        if "splits" in build:
+            build["splits"] = stored_splits(build["splits"])
+        return build
 
     def require(self) -> dict[str, Any]:
         """The parsed build.json; a one-line error if this folder is not a catalog."""
@@ -315,15 +322,6 @@ class Catalog:
     def manifests_dir(self) -> Path:
         return self.root / "manifests"
 
-    def write_manifest(self, name: str, table: pa.Table, *, kind: str, params: dict[str, Any]) -> Path:
-        """Write ``manifests/<name>.parquet`` with :meth:`manifest_metadata` as its key-value metadata."""
-        build = self.require()
-        meta = self.manifest_metadata(build, kind=kind, params=params)
-        path = self.manifests_dir / f"{name}.parquet"
-        with writer_lock(self.root, task=f"write manifest {name!r}"):  # re-entrant: callers usually hold it
-            atomic_write_table(path, table, meta)
-        return path
-
     # ---------- sets: a collection name or a split view
     def set_names(self, con=None) -> list[str]:
         """Names usable where a SPLIT_OR_COLLECTION is asked for."""
@@ -361,11 +359,14 @@ class Catalog:
         contract column exist (null where a part lacks it) and the views resolve even for a
         table with no data yet.
         """
+        import pyarrow.parquet as pq
+
         for name, schema in TABLES.items():
             d = self.table_dir(name)
             d.mkdir(parents=True, exist_ok=True)
-            if not (d / "_empty.parquet").is_file():
-                atomic_write_table(d / "_empty.parquet", schema.empty_table())
+            empty = d / "_empty.parquet"
+            if not empty.is_file() or not pq.read_schema(empty).equals(schema):  # a newer schema: new columns
+                atomic_write_table(empty, schema.empty_table())
 
     def views_digest(self) -> str:
         """sha256 of everything catalog.duckdb is made from: the SQL files and the split definitions."""
@@ -386,7 +387,6 @@ class Catalog:
 
         self.ensure_table_dirs()
         with atomic_path(self.duckdb_path) as tmp:
-            tmp.unlink()  # DuckDB creates its file itself
             con = duckdb.connect(str(tmp))
             try:
                 con.execute(f"set file_search_path = '{_sql_literal(str(self.root.resolve()))}'")
@@ -434,13 +434,16 @@ class Catalog:
 
 
 def sql_files() -> list[Path]:
-    """SQL files in dependency order: staging, core, splits, manifests (tests are not views).
+    """The SQL files of catalog.duckdb (staging, core, splits, manifests; tests are audits, not views),
+    in dependency order: each after every file whose macros or views it uses.
 
-    Within a layer files run in name order (``_macros.sql`` first); DuckDB binds a macro
-    when it is created, so a file may only use what earlier layers or names defined.
+    The order is derived from what each file defines and uses (:func:`vgdata.sql_order.order_sql_files`),
+    not from file names; a cycle or an undefined name raises :class:`vgdata.sql_order.SqlOrderError`.
     """
+    from vgdata.sql_order import order_sql_files
+
     layers = ["staging", "core", "splits", "manifests"]
-    return [p for layer in layers for p in sorted((SQL_DIR / layer).glob("*.sql"))]
+    return order_sql_files([p for layer in layers for p in (SQL_DIR / layer).glob("*.sql")], root=SQL_DIR)
 
 
 def _sql_literal(text: str) -> str:

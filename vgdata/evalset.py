@@ -23,6 +23,7 @@ path            string              relative to the collection's image root; the
 utm_east        float64             metres
 utm_north       float64             metres
 utm_zone        int16               1..60; null for names without a zone (Nordland)
+utm_epsg        int32               the coordinate system: 326zz north, 327zz south; null without a zone
 heading         float64             degrees clockwise from north; null when unknown
 width           int32               pixels
 height_px       int32               pixels
@@ -32,8 +33,8 @@ positives       list<int32>         queries: sorted database ``idx`` within ``th
 
 Positives (``vgdata/sql/core/positives.sql``): Euclidean distance in UTM metres, inclusive
 (``de**2 + dn**2 <= threshold**2``), as CosPlace's ``radius_neighbors(radius=25)`` counts
-them, but only between images of one coordinate system: the same UTM zone and hemisphere
-(``utm_letter < 'N'`` is southern). Images without a zone form one system of their own.
+them, but only between images of one coordinate system: the same ``utm_epsg`` (UTM zone and
+hemisphere, :func:`vgdata.geo.utm_epsg`). Images without a zone form one system of their own.
 Images without finite UTM coordinates have no positives and are nobody's positive. The join
 buckets both sides into square cells of side ``threshold`` and compares each query with the
 database images of its own cell and the 8 around it, so it never forms a cross product.
@@ -46,6 +47,12 @@ parameters on an unchanged catalog (same fingerprints, manifest format, tool ver
 roots; a catalog moved elsewhere is unchanged) reuses the file (a read-only catalog is fine then). Writing the file holds the catalog's writer lock
 (:func:`vgdata.catalog.writer_lock`); the table is computed under it, from the catalog as
 it is then.
+
+One writer (:func:`vgdata.manifest.write_manifest`): the rows of the ``eval_set`` macro
+(``vgdata/sql/manifests/eval_set.sql``) are materialised once, counted, copied by DuckDB to the
+Parquet file, and audited (the ``eval_set`` audits of ``vgdata/sql/tests/``: every positive within
+``threshold`` and in the query's coordinate system) before eval_set returns; rows found there are
+a bug (:class:`vgdata.check.AuditFailed`).
 """
 
 from __future__ import annotations
@@ -61,12 +68,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vgdata import __version__
 from vgdata.catalog import MANIFEST_FORMAT, Catalog, writer_lock
+from vgdata.check import audit_eval_rows
 from vgdata.errors import UsageError
+from vgdata.manifest import write_manifest
 
 KIND = "eval"
 DEFAULT_THRESHOLD = 25.0
@@ -82,6 +90,7 @@ EVAL_SCHEMA = pa.schema(
         ("utm_east", pa.float64()),
         ("utm_north", pa.float64()),
         ("utm_zone", pa.int16()),
+        ("utm_epsg", pa.int32()),
         ("heading", pa.float64()),
         ("width", pa.int32()),
         ("height_px", pa.int32()),
@@ -96,6 +105,15 @@ PAIRS_SCHEMA = pa.schema(
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _DB_VIEW = "vgdata_eval_database"
 _Q_VIEW = "vgdata_eval_queries"
+_ROWS = "vgdata_eval_rows"
+_DUCKDB_TYPES = {pa.string(): "varchar", pa.int16(): "smallint", pa.int32(): "integer", pa.int64(): "bigint",
+                 pa.float64(): "double", pa.list_(pa.int32()): "integer[]"}  # fmt: skip
+_ROWS_SQL = (
+    "select "
+    + ", ".join(f"{f.name}::{_DUCKDB_TYPES[f.type]} as {f.name}" for f in EVAL_SCHEMA)
+    + f" from {_ROWS} order by role, idx"
+)
+"""The manifest: the materialised rows in EVAL_SCHEMA's columns and types, database rows first, each role by idx."""
 _INPUT_KEYS = ("database", "queries", "threshold", "database_fingerprint", "queries_fingerprint")
 
 
@@ -176,20 +194,26 @@ def _reuse(cat: Catalog, path: Path, database: str, queries: str, threshold: flo
 def _write_eval_set(
     cat: Catalog, path: Path, name: str, database: str, queries: str, threshold: float
 ) -> EvalSetResult:
+    """Materialise the ``eval_set`` macro's rows once, count them, COPY them (:func:`vgdata.manifest.write_manifest`)
+    and run the ``eval_set`` audits on those same rows (:func:`vgdata.check.audit_eval_rows`)."""
     build = cat.require()
     inputs = _inputs(cat, build, database, queries, threshold)
-    table = eval_table(cat.root, database=database, queries=queries, threshold=threshold)
-    queries_rows = table.filter(pc.equal(table["role"], "query"))
-    counts = pc.list_value_length(queries_rows["positives"])
-    n_queries = queries_rows.num_rows
-    params = {
-        **inputs,
-        "n_database": table.num_rows - n_queries,
-        "n_queries": n_queries,
-        "queries_without_positives": int(pc.sum(pc.equal(counts, 0)).as_py() or 0),
-        "mean_positives": float(pc.mean(counts).as_py()),
-    }
-    path = cat.write_manifest(f"eval_{name}", table, kind=KIND, params=params)
+    with _sets(cat, database, queries) as con:
+        _materialise(con, threshold)
+        n_database, n_queries, without, mean = con.sql(
+            f"select count(*) filter (where role = 'database'), count(*) filter (where role = 'query'), "
+            f"count(*) filter (where role = 'query' and len(positives) = 0), "
+            f"avg(len(positives)) filter (where role = 'query') from {_ROWS}"
+        ).fetchall()[0]
+        params = {
+            **inputs,
+            "n_database": int(n_database),
+            "n_queries": int(n_queries),
+            "queries_without_positives": int(without),
+            "mean_positives": float(mean),
+        }
+        path = write_manifest(con, cat, build, f"eval_{name}", _ROWS_SQL, kind=KIND, params=params)
+        audit_eval_rows(con, _ROWS, threshold, path.name)
     return _result(path, params, reused=False)
 
 
@@ -197,10 +221,16 @@ def eval_table(catalog: str | Path, *, database: str, queries: str, threshold: f
     """The table :func:`eval_set` writes (layout in the module docstring), without writing it."""
     threshold = _check_threshold(threshold)
     with _sets(Catalog(catalog), database, queries) as con:
-        rel = con.sql(
-            f"from eval_set('{_DB_VIEW}', '{_Q_VIEW}', threshold := $threshold)", params={"threshold": threshold}
-        )
-        return rel.to_arrow_table().cast(EVAL_SCHEMA)
+        _materialise(con, threshold)
+        return con.sql(_ROWS_SQL).to_arrow_table().cast(EVAL_SCHEMA)
+
+
+def _materialise(con: Any, threshold: float) -> None:
+    """Temp table ``_ROWS``: the rows of ``eval_set(database, queries, threshold)`` (manifests/eval_set.sql)."""
+    con.execute(
+        f"create or replace temp table {_ROWS} as from eval_set('{_DB_VIEW}', '{_Q_VIEW}', threshold := $threshold)",
+        {"threshold": threshold},
+    )
 
 
 def positive_pairs(

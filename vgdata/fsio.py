@@ -3,13 +3,16 @@
 A reader (another process, a resumed job, a crash survivor) sees the old file or the new one,
 never a part. Every writer in vgdata goes through :func:`atomic_path`, directly or through the
 two shorthands below. Temporary names start with ``.tmp-`` so that scans of image folders and
-manifest globs skip them.
+manifest globs skip them, and end in the process id and a random token, so two processes
+writing one file never share a temporary name. The temporary file is not created in advance:
+the writer creates it, so it gets the usual permissions (``0o666`` less the umask), like a file
+written in place.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,9 +32,7 @@ def atomic_path(path: Path, *, fsync: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     try:
         yield tmp
         if fsync:

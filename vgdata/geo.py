@@ -1,5 +1,8 @@
 """UTM coordinates and headings, vectorised over numpy arrays.
 
+(A little over the ~450-line rule: the zone rules, the grouped PROJ transforms and the EPSG key
+belong together; user-given UTM checks live in :mod:`vgdata.utm_input`.)
+
 Conventions:
 
 * Latitude/longitude are WGS84 decimal degrees (EPSG:4326). UTM covers latitude
@@ -10,16 +13,13 @@ Conventions:
   one. Zones are computed per point, with the Norway (32V) and Svalbard (31X/33X/35X/37X)
   exceptions, exactly as the ``utm`` package (which wrote SF-XL's names) computes them:
   longitude is first normalised into [-180, 180), so 180 E is zone 1. The hemisphere
-  follows the letter ("N" and later is north), as in ``utm``.
+  follows the letter ("N" and later is north), as in ``utm`` and MGRS; :func:`utm_epsg`
+  (zone, hemisphere) -> EPSG code is the one key of a coordinate system (the catalog's
+  ``utm_epsg`` column), :func:`utm_epsg_zone` its inverse.
 * Eastings, northings and distances are metres; zones are int16 1..60; letters are
   ``<U1`` strings from LETTERS.
 * Headings are degrees clockwise from north, wrapped into [0, 360); NaN stays NaN.
-* UTM given by a user (:func:`utm_to_latlon_checked`) must be plausible before PROJ sees it:
-  easting in [UTM_EAST_MIN, UTM_EAST_MAX] (within 400 km of the zone's central meridian),
-  northing in the range of the band letter's hemisphere (0..9,400,000 m north;
-  1,000,000..10,000,000 m south, with its 10,000,000 m false northing), and the latitude it
-  gives must lie in the band the letter names. Anything else is a per-point problem, never
-  a guess and never an exception for the whole batch.
+* UTM given by a user is checked in :mod:`vgdata.utm_input` before it reaches PROJ.
 
 Every function takes scalars, lists or arrays (broadcast against each other) and returns
 float64/int16/str arrays of the broadcast shape.
@@ -45,14 +45,13 @@ __all__ = [
     "LETTERS",
     "UTM",
     "GeoError",
-    "band_letter_mismatch",
     "heading_difference",
     "invalid_latlon_reasons",
     "latlon_to_utm",
     "utm_distance",
     "utm_epsg",
+    "utm_epsg_zone",
     "utm_to_latlon",
-    "utm_to_latlon_checked",
     "utm_zone_letter",
     "wrap_heading",
 ]
@@ -65,7 +64,7 @@ WGS84_EPSG = 4326
 
 _LETTER_ARRAY = np.array(list(LETTERS), dtype="<U1")
 _FIRST_NORTH_BAND = LETTERS.index("N")
-_VALID_LETTERS = np.array(sorted(set(LETTERS)), dtype="<U1")
+VALID_LETTERS = np.array(sorted(set(LETTERS)), dtype="<U1")
 # A point's group code is (zone - 1) + 60 * southern: 0..119, small enough for radix sort.
 _N_CODES = 120
 
@@ -90,7 +89,7 @@ class UTM:
     @property
     def northern(self) -> np.ndarray:
         """True where the point's letter is in the northern hemisphere."""
-        return self.letter >= "N"
+        return northern_from(self.letter)
 
     @property
     def epsg(self) -> np.ndarray:
@@ -195,18 +194,6 @@ def _zone_and_band(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.nda
     return zone, band
 
 
-UTM_EAST_MIN, UTM_EAST_MAX = 100_000.0, 900_000.0
-"""Plausible eastings (metres): within 400 km of the central meridian (false easting 500,000 m).
-A zone is widest at the equator, 167,000..833,000 m; Norway's and Svalbard's wide zones stay inside."""
-NORTH_MAX_NORTHERN = 9_400_000.0
-"""Largest northing (metres) of a northern band letter (N-X); 84 N lies at 9,329,005 m."""
-NORTH_MIN_SOUTHERN = 1_000_000.0
-"""Smallest northing (metres) of a southern band letter (C-M); 80 S lies at 1,116,915 m."""
-FALSE_NORTHING_SOUTH = 10_000_000.0
-"""Added to southern northings, so that they are positive."""
-BAND_TOLERANCE_DEG = 1e-5
-"""A latitude within this many degrees (~1 m) of a band edge matches the letters on both sides."""
-
 _EDGE = 1e-9  # degrees; far wider than the ~1e-13 rounding of utm's longitude normalisation
 
 
@@ -262,16 +249,48 @@ def _check_zone(zone: ArrayLike) -> np.ndarray:
     return z.astype(np.int16)
 
 
+UTM_EPSG_NORTH, UTM_EPSG_SOUTH = 32600, 32700
+"""EPSG code of UTM zone z: UTM_EPSG_NORTH + z (WGS 84 / UTM zone zN) or UTM_EPSG_SOUTH + z (zS)."""
+
+
 def utm_epsg(zone: ArrayLike, northern: ArrayLike) -> np.ndarray:
-    """EPSG code (int32) of each UTM zone: 32600 + zone if northern, else 32700 + zone."""
+    """EPSG code (int32) of each UTM coordinate system: 32600 + zone if northern, else 32700 + zone.
+
+    The one definition of the key (SQL: ``utm_epsg(zone, letter)`` in ``sql/core/_macros.sql``).
+    ``northern`` is a bool array or the band letters (``"N"`` and later, case-insensitive, is
+    northern, as in ``utm`` and MGRS). Raises GeoError for a zone outside 1..60 or an unknown letter.
+
+    >>> utm_epsg(10, "S").item(), utm_epsg(56, False).item()
+    (32610, 32756)
+    """
     z = _check_zone(zone)
-    z, north = np.broadcast_arrays(z, np.asarray(northern, dtype=bool))
-    return np.where(north, 32600, 32700).astype(np.int32) + z
+    z, north = np.broadcast_arrays(z, northern_from(northern))
+    return np.where(north, UTM_EPSG_NORTH, UTM_EPSG_SOUTH).astype(np.int32) + z
+
+
+def utm_epsg_zone(epsg: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of :func:`utm_epsg`: ``(zone, northern)`` (int16 1..60, bool) of each EPSG code.
+
+    Raises GeoError for a code that is not 32601..32660 or 32701..32760.
+    """
+    code = np.asarray(epsg)
+    if code.dtype.kind not in "iu":
+        raise GeoError(f"UTM EPSG codes must be integers, got an array of dtype {code.dtype}.")
+    zone = code % 100
+    ok = (zone >= 1) & (zone <= 60) & ((code - zone == UTM_EPSG_NORTH) | (code - zone == UTM_EPSG_SOUTH))
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        i = int(bad[0])
+        raise GeoError(
+            f"{bad.size} code(s) are not UTM EPSG codes (32601..32660 north, 32701..32760 south); "
+            f"first at index {i}: {code.reshape(-1)[i]!r}."
+        )
+    return zone.astype(np.int16), code < UTM_EPSG_SOUTH
 
 
 def _code_epsg(code: int) -> int:
-    zone, southern = code % 60 + 1, code // 60
-    return (32700 if southern else 32600) + zone
+    """EPSG code of an internal group code, (zone - 1) + 60 * southern."""
+    return int(utm_epsg(code % 60 + 1, code < 60))
 
 
 PARALLEL_MIN_POINTS = 1_000_000
@@ -372,17 +391,18 @@ def latlon_to_utm(lat: ArrayLike, lon: ArrayLike) -> UTM:
     return UTM(east=east.reshape(shape), north=north.reshape(shape), zone=zone, letter=letter)
 
 
-def _northern_from(letter_or_northern: ArrayLike) -> np.ndarray:
+def northern_from(letter_or_northern: ArrayLike) -> np.ndarray:
+    """The hemisphere convention: band letters N..X (any case) are northern, C..M southern; bools pass."""
     arr = np.asarray(letter_or_northern)
     if arr.dtype.kind == "b":
         return arr
     if arr.dtype.kind in "USO":
         letters = np.char.upper(arr.astype(str))
-        bad = np.flatnonzero(~np.isin(letters, _VALID_LETTERS))
+        bad = np.flatnonzero(~np.isin(letters, VALID_LETTERS))
         if bad.size:
             i = int(bad[0])
             raise GeoError(
-                f"{bad.size} UTM letter(s) not in {''.join(_VALID_LETTERS)}; first at index {i}: "
+                f"{bad.size} UTM letter(s) not in {''.join(VALID_LETTERS)}; first at index {i}: "
                 f"{letters.reshape(-1)[i]!r}. Pass the zone letters or a bool `northern` array."
             )
         return letters >= "N"
@@ -402,7 +422,7 @@ def utm_to_latlon(
     an unknown letter or a non-finite coordinate.
     """
     z = _check_zone(zone)
-    northern = _northern_from(letter_or_northern)
+    northern = northern_from(letter_or_northern)
     e, n, z, northern = np.broadcast_arrays(_as_float(east), _as_float(north), z, northern)
     shape = e.shape
     x = np.array(e, dtype=np.float64, order="C").reshape(-1)
@@ -419,120 +439,6 @@ def utm_to_latlon(
     code[~northern.reshape(-1)] += 60
     _transform_grouped(x, y, code, to_utm=False)
     return y.reshape(shape), x.reshape(shape)
-
-
-def _band_letter(lat: float) -> str:
-    return LETTERS[min(max(int(np.floor((lat - LAT_MIN) / 8.0)), 0), len(LETTERS) - 1)]
-
-
-def band_letter_mismatch(lat: float, letter: str) -> str | None:
-    """Why ``letter`` is not the UTM latitude band of ``lat`` (degrees), or None when it is.
-
-    A latitude within BAND_TOLERANCE_DEG of a band edge matches the letters on both sides
-    (names and CSVs round their latitudes). ``lat`` must be finite.
-    """
-    letter = str(letter).upper()
-    bands = {_band_letter(lat + d) for d in (-BAND_TOLERANCE_DEG, 0.0, BAND_TOLERANCE_DEG)}
-    if letter in bands:
-        return None
-    return (
-        f"utm_letter {letter!r} but lat {lat:.5f} is in band {_band_letter(lat)}; the letter must name the "
-        "point's 8-degree latitude band (C-M south of the equator, N-X north)"
-    )
-
-
-def _utm_static_problem(east: float, north: float, zone: object, letter: object) -> tuple[str, str] | None:
-    """(category, detail) of one user-given UTM point that is implausible before any projection."""
-    if not (isinstance(zone, int | np.integer | float | np.floating) and float(zone).is_integer() and 1 <= zone <= 60):
-        return "bad UTM zone", f"utm_zone={zone!r} is not an integer in 1..60"
-    letter_text = str(letter).upper()
-    if len(letter_text) != 1 or letter_text not in LETTERS:
-        return "bad UTM zone", f"utm_letter={letter!r} is not one of {''.join(_VALID_LETTERS)}"
-    if not (np.isfinite(east) and np.isfinite(north)):
-        return "UTM out of range", f"east={_fmt(east)}, north={_fmt(north)} are not both finite"
-    if not UTM_EAST_MIN <= east <= UTM_EAST_MAX:
-        return "UTM out of range", (
-            f"east {_fmt(east)} m outside [{UTM_EAST_MIN:.0f}, {UTM_EAST_MAX:.0f}]: a UTM easting lies within "
-            "400 km of its zone's central meridian (500000 m)"
-        )
-    northern = letter_text >= "N"
-    lo, hi = (0.0, NORTH_MAX_NORTHERN) if northern else (NORTH_MIN_SOUTHERN, FALSE_NORTHING_SOUTH)
-    if lo <= north <= hi:
-        return None
-    if abs(north) > FALSE_NORTHING_SOUTH:
-        return "UTM out of range", f"north {_fmt(north)} m is beyond +-{FALSE_NORTHING_SOUTH:.0f} m, in no hemisphere"
-    side = "northern (N-X)" if northern else "southern (C-M)"
-    if northern and north < 0:
-        hint = (
-            "UTM northings are never negative; a southern point needs a southern letter (C-M) "
-            "and the 10000000 m false northing"
-        )
-    elif northern:
-        hint = "so large a northing is a southern point (10000000 m false northing): use its southern letter (C-M)"
-    elif north < 0:
-        hint = "southern northings carry a 10000000 m false northing (was it subtracted?), or the point is northern"
-    else:
-        hint = "so small a northing is a northern point: use its northern letter (N-X)"
-    return "band letter inconsistent", (
-        f"north {_fmt(north)} m is outside {lo:.0f}..{hi:.0f} m, the range of the {side} band letter "
-        f"{letter_text!r}; {hint}"
-    )
-
-
-def utm_to_latlon_checked(
-    east: ArrayLike, north: ArrayLike, zone: ArrayLike, letter: ArrayLike
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Convert user-given UTM points (1-D; metres, zone, band letter) to lat/lon, point by point.
-
-    Returns ``(lat, lon, problems)``: float64 degrees (NaN where there is a problem) and an
-    object array holding None for a good point, else ``(category, detail)`` with category
-    one of ``"bad UTM zone"`` (zone not 1..60, unknown letter), ``"UTM out of range"``
-    (non-finite, easting outside [UTM_EAST_MIN, UTM_EAST_MAX], northing in no hemisphere),
-    ``"band letter inconsistent"`` (northing outside the letter's hemisphere, or a latitude
-    outside the letter's band by more than BAND_TOLERANCE_DEG) or ``"UTM not transformable"``
-    (PROJ refused it). Never raises for a bad point.
-    """
-    e = np.array(_as_float(east), dtype=np.float64).reshape(-1)
-    n = np.array(_as_float(north), dtype=np.float64).reshape(-1)
-    z = np.asarray(zone).reshape(-1)
-    letters = np.asarray(letter).reshape(-1)
-    size = e.size
-    if not (n.size == z.size == letters.size == size):
-        raise ValueError("east, north, zone and letter must have the same length")
-    problems = np.full(size, None, dtype=object)
-    lat = np.full(size, np.nan)
-    lon = np.full(size, np.nan)
-    for i in range(size):
-        problems[i] = _utm_static_problem(float(e[i]), float(n[i]), z[i].item(), letters[i].item())
-    ok = np.flatnonzero(np.array([p is None for p in problems], dtype=bool))
-    if ok.size == 0:
-        return lat, lon, problems
-    upper = np.char.upper(letters[ok].astype(str))
-    zones = z[ok].astype(np.int16)
-    try:
-        lat[ok], lon[ok] = utm_to_latlon(e[ok], n[ok], zones, upper)
-    except GeoError:  # find the points PROJ refuses, one by one
-        for j, i in enumerate(ok):
-            try:
-                la, lo = utm_to_latlon(e[i], n[i], zones[j], upper[j])
-                lat[i], lon[i] = float(la), float(lo)
-            except GeoError as err:
-                problems[i] = ("UTM not transformable", str(err.__cause__ or err))
-    for j, i in enumerate(ok):
-        if problems[i] is not None:
-            continue
-        la = lat[i]
-        if not (np.isfinite(la) and np.isfinite(lon[i])):
-            problems[i] = ("UTM not transformable", f"PROJ gave lat={_fmt(la)}, lon={_fmt(lon[i])}")
-            continue
-        if not LAT_MIN - 8.0 <= la <= LAT_MAX + 8.0:
-            continue  # far outside UTM's range: the caller's lat/lon check names it
-        mismatch = band_letter_mismatch(float(la), str(upper[j]))
-        if mismatch is not None:
-            problems[i] = ("band letter inconsistent", mismatch.replace(" but lat ", " but east/north give lat ", 1))
-    for i in np.flatnonzero(np.array([p is not None for p in problems], dtype=bool)):
-        lat[i] = lon[i] = np.nan
-    return lat, lon, problems
 
 
 def utm_distance(

@@ -1,7 +1,10 @@
 """``split-groups``: CosPlace classes and groups as SQL, materialised as a manifest.
 
 The semantics are those of CosPlace (REFERENCE.md b.1-b.2), computed by the table macros
-in ``vgdata/sql/core/`` (``cosplace_classes``, ``cosplace_groups``, ``cosplace_summary``):
+in ``vgdata/sql/core/`` (``cosplace_classes``, ``cosplace_kept_classes``); the manifest is the
+macro ``groups_manifest`` of ``vgdata/sql/manifests/groups_manifest.sql``, run in its two steps
+(the class table ``cosplace_kept_classes`` materialised once, then ``groups_summary`` and
+``groups_manifest_from`` over it) and written by :func:`vgdata.manifest.write_manifest`:
 
 * class = (floor(utm_east / M), floor(utm_north / M), floor(heading / alpha)), with the UTM
   zone and hemisphere in the key; exact floors (like Python's ``//``), heading wrapped into
@@ -15,9 +18,13 @@ The manifest ``manifests/groups_M{M}_a{alpha}_N{N}_L{L}_mipc{mipc}_g{groups}_{fp
 is named by its parameters and the catalog fingerprint, so a re-run on an unchanged catalog
 reuses it. One row per image of the first ``groups_num`` groups, ordered by group_rank,
 class_index, image_id (sorting 41M paths would cost more than the rest); columns: group_rank, class_index, image_id, collection, path, utm_east,
-utm_north, utm_zone, heading, class_e, class_n, class_h, group_e, group_n, group_h. Its metadata is
+utm_north, utm_zone, utm_epsg, heading, class_e, class_n, class_h, group_e, group_n, group_h. Its metadata is
 :meth:`vgdata.catalog.Catalog.manifest_metadata` (format version, image roots relative to the catalog);
 a manifest of an older format is written again.
+
+At its end split-groups runs the ``groups`` audits of ``vgdata/sql/tests/`` on the class table it
+materialised and the manifest it wrote or reused (:func:`vgdata.check.audit_groups`): rows found
+there are a bug (:class:`vgdata.check.AuditFailed`).
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vgdata.catalog import MANIFEST_FORMAT, Catalog, _sql_literal
+from vgdata.check import audit_groups
 from vgdata.errors import UsageError, VgdataError
+from vgdata.manifest import write_manifest
 
 
 @dataclass
@@ -137,14 +146,11 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
     try:
         con.execute(f"set memory_limit = '{_sql_literal(config.memory_limit)}'")
         con.execute(f"set temp_directory = '{_sql_literal(tempfile.gettempdir())}/vgdata-duckdb-{os.getpid()}'")
+        # The class table once (two scans of the images: counts, then a first path per group);
+        # the summary and the manifest both read it (groups_manifest.sql).
         con.execute("set preserve_insertion_order = false")  # the manifest has an explicit order
-        # One pass over the images for the class table (integers and a first path per
-        # class); the summary and the manifest both read it.
         con.execute(f"create temp table kept as select * from cosplace_kept_classes({macro_args})", args)
-        rel = con.sql(
-            "select group_rank, group_e, group_n, group_h, count(*) as classes, sum(class_images)::bigint as images "
-            "from kept group by all order by group_rank"
-        )
+        rel = con.sql("from groups_summary('kept')")
         cols = rel.columns
         groups = [dict(zip(cols, row, strict=True)) for row in rel.fetchall()]
         if len(groups) < config.groups_num:
@@ -159,6 +165,7 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
                 # memory limit (41.2M-row catalog); one thread sorts the same rows in ~1 GiB.
                 con.execute("set threads = 1")
             _write_manifest(con, cat, build, config, args, path)
+        audit_groups(con, "kept", path, config.params())
     finally:
         con.close()
     return GroupsResult(
@@ -234,27 +241,6 @@ def _current(path: Path) -> bool:
 
 
 def _copy_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: dict, path: Path) -> None:
-    meta = cat.manifest_metadata(build, kind="groups", params=config.params())
-    kv = ", ".join(f"'{_sql_literal(k)}': '{_sql_literal(v)}'" for k, v in meta.items())
-    cat.manifests_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    query = f"""
-        select
-            k.group_rank, k.class_index, c.image_id, $coll as collection, c.path,
-            c.utm_east, c.utm_north, c.zone as utm_zone, c.heading,
-            c.class_e, c.class_n, c.class_h, k.group_e, k.group_n, k.group_h
-        from cosplace_classes(m := $m, alpha := $alpha, coll := $coll) as c
-        inner join (select * from kept where group_rank < {int(config.groups_num)}) as k
-            using (zone, northern, class_e, class_n, class_h)
-        order by k.group_rank, k.class_index, c.image_id
-    """
-    args = {k: args[k] for k in ("m", "alpha", "coll")}
-    try:
-        con.execute(
-            f"copy ({query}) to '{_sql_literal(str(tmp))}' "
-            f"(format parquet, compression zstd, row_group_size 100000, kv_metadata {{{kv}}})",
-            args,
-        )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    query = "from groups_manifest_from('kept', groups_num := $groups_num, m := $m, alpha := $alpha, coll := $coll)"
+    query_params = {"groups_num": int(config.groups_num), **{k: args[k] for k in ("m", "alpha", "coll")}}
+    write_manifest(con, cat, build, path.stem, query, kind="groups", params=config.params(), query_params=query_params)

@@ -12,10 +12,14 @@ Markers are keyed by the plan: given ``keys`` (shard id -> ``{name: key}``, e.g.
 the shard's inputs, their file identities and the parameters), a marker counts only when
 its keys equal the plan's (the names in ``match``); any other marker is deleted before its
 shard runs again, so a shard of other inputs is never adopted, and a shard whose marker is
-gone is never taken for done while its old outputs are still on disk.
+gone is never taken for done while its old outputs are still on disk. :func:`shard_keys` makes
+those keys for build jobs (parameters, payload, generator, and each source file's size+mtime or,
+with ``verify``, its sha256).
 
 ``workers <= 1`` runs the shards in this process (no pickling, no start-up cost);
-otherwise a ``spawn`` process pool is used (no fork after DuckDB/polars threads). Workers
+otherwise a ``spawn`` process pool is used (no fork after DuckDB/polars threads).
+:func:`local_map` is that executor on its own (the one local process pool of vgdata: map
+jobs and ``vgdata synth`` rendering both run through it). Workers
 die with this process whatever ends it (``kill -9`` included): on Linux each arms
 ``PR_SET_PDEATHSIG`` (SIGKILL), and a watchdog thread exits when its parent changes, so
 no orphan keeps working or holds the caller's pipes open. Ctrl-C reaches the whole
@@ -24,6 +28,7 @@ process group as before: the finished shards keep their markers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -31,11 +36,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from vgdata import __version__
 from vgdata.fsio import atomic_write_bytes
 
 Payload = Any
@@ -146,6 +152,38 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(1)
 
 
+# ---------- the local executor
+def local_map(fn: Callable[..., Any], calls: Sequence[tuple], *, workers: int) -> Iterator[tuple[int, Any]]:
+    """Run ``fn(*calls[i])`` for every ``i``; yield ``(i, result)`` as each call finishes.
+
+    ``workers <= 1`` (or a single call) runs the calls here, in order, with no pickling.
+    Otherwise a ``spawn`` pool of ``min(workers, len(calls))`` processes runs them, each
+    worker armed by :func:`_worker_init` (it dies with this process, Ctrl-C stops it quietly),
+    with at most 2 calls per worker in flight to bound memory; results come in completion
+    order. ``fn`` and the arguments must pickle (``fn`` a module-level function). The first
+    exception a call raises is raised here, after the calls in flight have finished.
+    """
+    if workers <= 1 or len(calls) <= 1:
+        for i, args in enumerate(calls):
+            yield i, fn(*args)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    workers = min(workers, len(calls))
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+    ) as pool:
+        queue = list(reversed(list(enumerate(calls))))
+        running: dict[Any, int] = {}
+        while queue or running:
+            while queue and len(running) < 2 * workers:
+                i, args = queue.pop()
+                running[pool.submit(fn, *args)] = i
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                i = running.pop(fut)
+                yield i, fut.result()
+
+
 def run_shards(
     job_dir: Path,
     shards: list[tuple[str, Payload]],
@@ -186,31 +224,11 @@ def run_shards(
     def key_of(shard_id: str) -> Mapping[str, str] | None:
         return None if keys is None else keys[shard_id]
 
-    if workers <= 1 or len(pending) <= 1:
-        for shard_id, payload in pending:
-            _, stats = _run_and_mark(fn, str(job_dir), shard_id, payload, key_of(shard_id))
-            results[shard_id] = stats
-            if on_done:
-                on_done(shard_id, stats, sizes[shard_id])
-        return results
-
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(pending)), mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
-    ) as pool:
-        # Submit lazily, at most 2 shards per worker in flight, to bound memory.
-        queue = list(reversed(pending))
-        running = set()
-        while queue or running:
-            while queue and len(running) < 2 * workers:
-                shard_id, payload = queue.pop()
-                running.add(pool.submit(_run_and_mark, fn, str(job_dir), shard_id, payload, key_of(shard_id)))
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                shard_id, stats = fut.result()
-                results[shard_id] = stats
-                if on_done:
-                    on_done(shard_id, stats, sizes[shard_id])
+    calls = [(fn, str(job_dir), shard_id, payload, key_of(shard_id)) for shard_id, payload in pending]
+    for _, (shard_id, stats) in local_map(_run_and_mark, calls, workers=workers):
+        results[shard_id] = stats
+        if on_done:
+            on_done(shard_id, stats, sizes[shard_id])
     return results
 
 
@@ -227,3 +245,77 @@ def cut_shards(catalog: Path, collection: str, items: list, size: int, common: d
         payload["items"] = items[k : k + size]
         out.append((sid, payload))
     return out
+
+
+# ---------- plan keys: what each shard is made from
+
+
+def shard_keys(plan_key: str, shards: list[tuple[str, dict]], fn: Callable, *, verify: bool = False) -> dict:
+    """Each shard's keys: ``{"stat": ...}`` and, with ``verify``, ``{"content": ...}`` too (sha256 hex).
+
+    A key hashes the build parameters (``plan_key``), the shard id, its payload (rows and
+    shard parameters, less the catalog's own location, so a moved catalog keeps its keys),
+    the shard function (the generator of the outputs) and, per source file the shard reads,
+    ``size:mtime_ns`` (``stat``) or the sha256 of its bytes (``content``). A missing or
+    unreadable file has an identity of its own, so its later arrival is a change.
+    """
+    generator = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    files = {sid: [_item_file(payload, item) for item in payload["items"]] for sid, payload in shards}
+    content: dict[Path, str] = {}
+    if verify:
+        unique = sorted({f for fs in files.values() for f in fs if f is not None})
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            content = dict(zip(unique, pool.map(_content_identity, unique), strict=True))
+    keys: dict[str, dict[str, str]] = {}
+    for sid, payload in shards:
+        shape = {k: v for k, v in payload.items() if k not in ("catalog", "crop_root")}
+        base = json.dumps(
+            {"plan": plan_key, "shard": sid, "payload": shape, "generator": generator, "tool": __version__},
+            sort_keys=True,
+            default=str,
+        )
+        stat = [None if f is None else _stat_identity(f) for f in files[sid]]
+        keys[sid] = {"stat": _sha(base, stat)}
+        if verify:
+            keys[sid]["content"] = _sha(base, [None if f is None else content[f] for f in files[sid]])
+    return keys
+
+
+def _sha(base: str, identities: list) -> str:
+    return hashlib.sha256((base + json.dumps(identities)).encode()).hexdigest()
+
+
+def _item_file(payload: dict, item: Any) -> Path | None:
+    """The source file one shard item is read from (panoramas: pano_dir/source_path; imports,
+    photos and poses: folder/item or folder/src), or None when the item names no file."""
+    if isinstance(item, str) and "folder" in payload:
+        return Path(payload["folder"]) / item
+    if isinstance(item, dict):
+        if "source_path" in item and "pano_dir" in payload:
+            return Path(payload["pano_dir"]) / item["source_path"]
+        if "src" in item and "folder" in payload:
+            return Path(payload["folder"]) / item["src"]
+    return None
+
+
+def _stat_identity(path: Path) -> str:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"error {e.errno}"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _content_identity(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"error {e.errno}"
+    return h.hexdigest()

@@ -2,7 +2,14 @@
 
 Units and conventions:
   * ``lat``/``lon``: WGS84 degrees. ``utm_east``/``utm_north``: metres in the UTM zone
-    ``utm_zone`` (1..60) with latitude band ``utm_letter`` (C..X; >= 'N' is northern).
+    ``utm_zone`` (1..60) with latitude band ``utm_letter`` (C..X without I and O; 'N' and
+    later is northern, as in ``utm`` and MGRS).
+  * ``utm_epsg``: the EPSG code of that coordinate system, 32600 + zone north, 32700 + zone
+    south (32610 for San Francisco, 32756 for Sydney): the one key of a coordinate system
+    (classes, positives and validation cells compare it, never zone and letter). Derived at
+    ingest by :func:`from_columns` with :func:`vgdata.geo.utm_epsg` (SQL: the ``utm_epsg``
+    macro); null when the zone or the letter is missing (names without a zone, e.g. Nordland's
+    dummy coordinates), and such images form one system of their own.
   * ``heading``: degrees clockwise from north in [0, 360); null when unknown (e.g. Flickr
     queries). For crops we cut it is the azimuth of the crop's centre column; for imported
     '@' names it is field 9 verbatim.
@@ -24,6 +31,7 @@ _POSE = [
     ("utm_north", pa.float64()),
     ("utm_zone", pa.int16()),
     ("utm_letter", pa.string()),
+    ("utm_epsg", pa.int32()),
     ("heading", pa.float64()),
     ("pitch", pa.float64()),
     ("roll", pa.float64()),
@@ -70,7 +78,35 @@ def empty(schema: pa.Schema) -> pa.Table:
 
 
 def from_columns(schema: pa.Schema, columns: dict[str, list]) -> pa.Table:
-    """Build a table of ``schema`` from python lists; missing columns become nulls."""
+    """Build a table of ``schema`` from python lists; missing columns become nulls.
+
+    ``utm_epsg``, where the schema has it and a row leaves it None (or ``columns`` lacks it),
+    is derived from that row's ``utm_zone`` and ``utm_letter`` (:func:`utm_epsg_column`):
+    every source builds its tables here, so this is the one place the column is made.
+    """
     n = max((len(v) for v in columns.values()), default=0)
+    if "utm_epsg" in schema.names:
+        given = columns.get("utm_epsg") or [None] * n
+        derived = utm_epsg_column(columns.get("utm_zone"), columns.get("utm_letter"), n)
+        columns = {**columns, "utm_epsg": [d if g is None else g for g, d in zip(given, derived, strict=True)]}
     arrays = [pa.array(columns.get(f.name, [None] * n), type=f.type) for f in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def utm_epsg_column(zones: list | None, letters: list | None, n: int) -> list[int | None]:
+    """``utm_epsg`` of ``n`` rows: :func:`vgdata.geo.utm_epsg` where both zone and letter are set, else None.
+
+    Raises :class:`vgdata.geo.GeoError` for a zone outside 1..60 or an unknown letter (sources
+    reject those rows before they build a table).
+    """
+    zones = zones if zones is not None else [None] * n
+    letters = letters if letters is not None else [None] * n
+    known = [i for i in range(n) if zones[i] is not None and letters[i] is not None]
+    out: list[int | None] = [None] * n
+    if known:
+        from vgdata.geo import utm_epsg  # lazily: pyproj is only needed where a table has zones
+
+        codes = utm_epsg([zones[i] for i in known], [str(letters[i]) for i in known])
+        for i, code in zip(known, codes.tolist(), strict=True):
+            out[i] = code
+    return out

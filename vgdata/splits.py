@@ -1,8 +1,8 @@
 """Dataset splits: named views over one collection, chosen by year or drawn for validation.
 
-A split is a definition in ``build.json`` (``"splits": {name: {"kind", "params", "views"}}``)
-and one or two views in ``catalog.duckdb`` that select from the table macros of
-``vgdata/sql/splits/``. Splits are views over collections and years, not copies: they follow
+A split is a definition in ``build.json`` (``"splits": {name: {"macro", "args", "views"}}``:
+a table macro of ``vgdata/sql/splits/``, its arguments, and each view's own arguments; see
+:mod:`vgdata.views`) and one or two views in ``catalog.duckdb`` that select from that macro. Splits are views over collections and years, not copies: they follow
 the collection's rows whenever :meth:`vgdata.catalog.Catalog.write_views` rebuilds the views.
 Every view name is a set name (:meth:`vgdata.catalog.Catalog.set_sql`) and has exactly the
 columns of ``images``.
@@ -60,7 +60,7 @@ from typing import Any
 
 from vgdata.catalog import Catalog, sql_files, writer_lock
 from vgdata.errors import UsageError
-from vgdata.views import NAME_RE, check_name, literal, split_view_statements, split_views
+from vgdata.views import NAME_RE, check_name, literal, split_view_statements
 
 __all__ = [
     "NAME_RE",
@@ -71,7 +71,6 @@ __all__ = [
     "split_test",
     "split_val",
     "split_view_statements",
-    "split_views",
     "split_years",
 ]
 
@@ -206,7 +205,8 @@ def _define_locked(cat: Catalog, name: str, kind: str, params: dict[str, Any]) -
         raise UsageError(
             f"no collection {collection!r} in {cat.root}; use one of: {', '.join(sorted(build['collections']))}"
         )
-    views = split_views(name, kind)
+    definition = _definition(name, kind, params)
+    views = sorted(definition["views"])
     notes: list[str] = []
     positives = None
     con = _probe_connection(cat)
@@ -214,7 +214,7 @@ def _define_locked(cat: Catalog, name: str, kind: str, params: dict[str, Any]) -
         _check_view_names(con, build, name, views)
         if kind == "val" and params["grid_m"] is None:
             params["grid_m"] = _val_grid(con, params["size"], collection)
-        definition = {"kind": kind, "params": params, "views": views}
+            definition = _definition(name, kind, params)
         for statement in split_view_statements({name: definition}):
             con.execute(statement)
         if kind == "val":  # small: keep the draw, so counting and positives do not draw again
@@ -227,6 +227,10 @@ def _define_locked(cat: Catalog, name: str, kind: str, params: dict[str, Any]) -
         empty = [view for view, n in counts.items() if n == 0]
         if empty:
             raise UsageError(_empty_message(con, name, kind, params, empty))
+        if kind in ("val", "years"):  # the cheap audits: on the drawn rows (val), on the two views (years)
+            from vgdata.check import audit_split
+
+            audit_split(con, name, f"{kind.rstrip('s')}_split", views_read[views[0]], views_read[views[1]])
         if kind == "val":
             positives = _queries_with_positive(con, views_read[views[0]], views_read[views[1]], params["threshold"])
             if counts[views[1]] < params["size"]:
@@ -241,6 +245,20 @@ def _define_locked(cat: Catalog, name: str, kind: str, params: dict[str, Any]) -
     cat.write_build(build)
     cat.write_views()
     return SplitResult(name, kind, dict(params), counts, notes, positives)
+
+
+def _definition(name: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The build.json entry of a split: ``{"macro", "args", "views"}`` (rendered by :mod:`vgdata.views`).
+
+    ``params`` are the checked values of ``split_<kind>``; ``collection`` is the macros' ``coll``.
+    Views ``<name>_database`` / ``<name>_queries`` pass the macro's ``role``; a test split has one view, ``<name>``.
+    """
+    args = {("coll" if key == "collection" else key): value for key, value in params.items()}
+    if kind == "test":
+        return {"macro": "test_database", "args": args, "views": {name: {}}}
+    macro = {"years": "year_split", "val": "val_split"}[kind]
+    views = {f"{name}_{role}": {"role": role} for role in ("database", "queries")}
+    return {"macro": macro, "args": args, "views": views}
 
 
 def _probe_connection(cat: Catalog):

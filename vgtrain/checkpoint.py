@@ -7,9 +7,10 @@
 * ``<tag>.meta.json``: config, epoch, group cursor, best recall, manifest fingerprints, model args.
 
 Tags are ``last`` (after every epoch) and ``best`` (best validation recall@1). Files are written
-under temporary names and renamed, meta last. Every file is read with ``torch.load(weights_only=True)``:
-only tensors, containers, numbers and strings are built, so a crafted pickle runs nothing; the RNG
-states are stored in those forms (see :func:`rng_state`).
+under temporary names and renamed (:func:`vgtrain.fsio.atomic_path`), meta last. Every file is
+read with ``torch.load(weights_only=True)``: only tensors, containers, numbers and strings are
+built, so a crafted pickle runs nothing; the RNG states are stored in those forms (see
+:func:`rng_state`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from vgtrain.errors import CheckpointError
+from vgtrain.fsio import atomic_path, atomic_write_text
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -48,21 +50,14 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def write_meta(run_dir: Path, tag: str, meta: dict) -> None:
     """Write ``<tag>.meta.json`` atomically (a temporary file renamed over it): readers see the old or the new one."""
-    _atomic_write_text(
-        json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n", Path(run_dir) / f"{tag}.meta.json"
+    atomic_write_text(
+        Path(run_dir) / f"{tag}.meta.json", json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n"
     )
 
 

@@ -1,12 +1,15 @@
 """``vgtrain eval``: recall@N of a model on an eval manifest, predictions table, report.
 
+The command's library (weights, baselines, search, outputs); recall@N itself and descriptors are
+:mod:`vgtrain.recall`'s, shared with ``vgtrain fit``'s validation.
+
 Reads the eval manifest written by ``vgdata eval-set`` (pyarrow only), computes descriptors
 for the database (batched) and the queries (batched by equal size, or resized with
 ``--image-size``), searches the top 20 with faiss (GPU index when faiss sees a GPU; torch
 matmul+topk without faiss) and reports recall@1/5/10/20 as CosPlace defines it: a query is
 found at N when a positive is among its top N; queries without positives stay in the
 denominator. Writes ``predictions.parquet``, ``recalls.json`` (recalls + protocol) and
-``report.html`` in ``--out``.
+``report.html`` in ``--out``, each atomically (:func:`vgtrain.fsio.atomic_path`).
 
 Weights: a run folder (``best``, else ``last``), a ``<tag>.pt`` of ours (model rebuilt from its
 ``<tag>.meta.json``), or a CosPlace-layout state dict (``--backbone``; the descriptor size is
@@ -30,8 +33,9 @@ import numpy as np
 import torch
 
 from vgtrain.errors import CheckpointError, VgtrainError
-from vgtrain.evaluate import RECALL_VALUES, compute_descriptors, recalls_from_hits
+from vgtrain.fsio import atomic_path, atomic_write_text
 from vgtrain.knn import NO_FAISS_IVFPQ, IndexSpec, _check_ivfpq, _faiss, search
+from vgtrain.recall import RECALL_VALUES, compute_descriptors, recalls_from_hits
 
 
 @dataclass
@@ -296,7 +300,8 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
             predictions = _predictions_table(dist, idx, positive, manifest)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(predictions, out / "predictions.parquet")
+    with atomic_path(out / "predictions.parquet") as tmp:
+        pq.write_table(predictions, tmp)
     mean_positives = float(np.mean([len(p) for p in manifest.positives]))  # queries without positives count 0
     protocol = {
         "eval_set": str(Path(config.eval_set).resolve()),
@@ -329,7 +334,7 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
     }
     if "ivfpq" in results and "flat" in results:
         report["ivfpq_recall_lost"] = {n: round(results["flat"][n] - results["ivfpq"][n], 3) for n in results["flat"]}
-    (out / "recalls.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(out / "recalls.json", json.dumps(report, indent=2, default=str) + "\n")
     try:
         from vgtrain.report import write_report
     except ImportError:  # pragma: no cover - the report module ships with vgtrain

@@ -16,28 +16,25 @@ external file, stylesheet, script or URL):
    thumbnail and its top-``top_k`` flat-index predictions framed green (positive) or red (not),
    captioned with the rank (1 = nearest) and the distance.
 
-Thumbnails are resized with Pillow so the shorter side is ``thumb_size`` pixels, as JPEG
-quality 80; an image that is missing or cannot be decoded becomes a grey placeholder that names
-the file. Only pyarrow, numpy, Pillow and matplotlib are used (no vgdata).
+The map and the thumbnails are :mod:`vgtrain.report_images`' (thumbnails: the shorter side
+``thumb_size`` pixels, JPEG; a missing or undecodable image becomes a grey placeholder naming
+the file). The page is written atomically (:func:`vgtrain.fsio.atomic_path`). Only pyarrow,
+numpy, Pillow and matplotlib are used (no vgdata).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from PIL import Image, ImageDraw, ImageOps
+
+from vgtrain.fsio import atomic_write_text
+from vgtrain.report_images import GREEN, RED, esc, map_html, thumbnails
 
 PREDICTION_COLUMNS = (
     "query_idx",
@@ -49,10 +46,6 @@ PREDICTION_COLUMNS = (
     "is_positive",
 )
 """Columns of the predictions table (one row per query and rank, rank 0-based)."""
-MAP_MAX_DATABASE_POINTS = 200_000
-"""Database points drawn on the map at most (evenly subsampled beyond; the legend counts all)."""
-JPEG_QUALITY = 80
-GREEN, RED, GREY = "#1f9d3a", "#d62f2f", "#9a9a9a"
 
 _CSS = f"""
 body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; }}
@@ -101,7 +94,7 @@ def write_report(
     ``intervals``: ``{"flat": {1: [lo, hi], ...}}`` (percent), shown after each recall;
     ``bootstrap``: how they were made (``resamples``, ``seed``, ``level``, ``method``).
     ``predictions``: the top-k per query (of the flat index when both were searched) (:data:`PREDICTION_COLUMNS`).
-    ``manifest``: a :class:`vgtrain.data.EvalManifest` (image paths; ``manifest.path`` for UTM).
+    ``manifest``: a :class:`vgtrain.manifest.EvalManifest` (image paths, positives, ``database_utm``/``query_utm``).
     Raises ValueError for a predictions table without the needed columns, indices outside the
     manifest or a negative ``num_preds_to_save``/``top_k``/``thumb_size`` < 1; missing or
     unreadable image files only give placeholders.
@@ -127,11 +120,11 @@ def write_report(
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
-        f"<title>{_esc(title)}</title>",
+        f"<title>{esc(title)}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
         "<body>",
-        f"<h1>{_esc(title)}</h1>",
+        f"<h1>{esc(title)}</h1>",
         _summary_html(correct, manifest),
         "<h2>Recall@N (%)</h2>",
         _recalls_html(recalls, intervals),
@@ -139,28 +132,18 @@ def write_report(
         "<h2>Protocol</h2>",
         _protocol_html(protocol),
         "<h2>Map</h2>",
-        _map_html(manifest, correct),
+        map_html(manifest, correct),
         "<h2>Predictions</h2>",
         _grid_html(preds, correct, manifest, num_preds_to_save, top_k, thumb_size, protocol.get("index")),
         "</body>",
         "</html>",
     ]
     path = out / "report.html"
-    tmp = out / "report.html.tmp"
-    tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(parts) + "\n")
     return path
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def _prediction_arrays(table: pa.Table, n_queries: int, n_database: int) -> dict[str, np.ndarray]:
@@ -200,7 +183,7 @@ def _summary_html(correct: np.ndarray, manifest) -> str:
         f"{len(manifest.database)} database images, {n} queries: {n_ok} correct at R@1, "
         f"{n - n_ok} wrong ({no_pos} of them without any positive within the threshold)."
     )
-    return f'<p class="note">{_esc(text)}</p>'
+    return f'<p class="note">{esc(text)}</p>'
 
 
 def _recall_key(n: Any) -> int | None:
@@ -214,7 +197,7 @@ def _fmt_pct(v: Any) -> str:
     try:
         return f"{float(v):.2f}"
     except (TypeError, ValueError):
-        return _esc(v)
+        return esc(v)
 
 
 def _fmt_interval(iv: Any) -> str:
@@ -253,7 +236,7 @@ def _recalls_html(
             else "<td>&ndash;</td>"
             for n in ns
         )
-        rows.append(f'<tr><th scope="row">{_esc(kind)}</th>{cells}</tr>')
+        rows.append(f'<tr><th scope="row">{esc(kind)}</th>{cells}</tr>')
     if "flat" in table and "ivfpq" in table:
         cells = []
         for n in ns:
@@ -298,7 +281,7 @@ def _chance_html(protocol: Mapping[str, Any], bootstrap: Mapping[str, Any] | Non
             f"In brackets: {pct} bootstrap intervals ({bootstrap.get('method', 'percentile')}; "
             f"{bootstrap.get('resamples', '?')} resamples, seed {bootstrap.get('seed', '?')})."
         )
-    return "".join(f'<p class="note">{_esc(n)}</p>' for n in notes)
+    return "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -326,151 +309,9 @@ def _protocol_html(protocol: Mapping[str, Any]) -> str:
     if not protocol:
         return '<p class="note">No protocol recorded.</p>'
     rows = "".join(
-        f'<tr><th scope="row">{_esc(k)}</th><td>{_esc(_fmt_value(v))}</td></tr>' for k, v in _flatten(protocol)
+        f'<tr><th scope="row">{esc(k)}</th><td>{esc(_fmt_value(v))}</td></tr>' for k, v in _flatten(protocol)
     )
     return f'<table class="protocol"><tbody>{rows}</tbody></table>'
-
-
-# ---------------------------------------------------------------- map
-
-
-def _positions(manifest) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """(database (N, 2), queries (Q, 2)) UTM metres in idx order (NaN where unknown), and a note."""
-    path = getattr(manifest, "path", None)
-    if not path or not os.path.isfile(path):
-        return None
-    names = pq.ParquetFile(path).schema_arrow.names
-    cols = ["role", "idx", "utm_east", "utm_north"]
-    if not all(c in names for c in cols):
-        return None
-    has_zone = "utm_zone" in names
-    t = pq.read_table(path, columns=cols + (["utm_zone"] if has_zone else []))
-    idx = t["idx"].to_numpy(zero_copy_only=False).astype(np.int64)
-    xy = np.stack(
-        [t[c].to_numpy(zero_copy_only=False).astype(np.float64) for c in ("utm_east", "utm_north")], axis=1
-    )  # nulls become NaN
-    note = ""
-    if has_zone:
-        zone = t["utm_zone"].to_numpy(zero_copy_only=False).astype(np.float64)  # null -> NaN
-        ok = np.isfinite(xy).all(axis=1)
-        zones, counts = np.unique(zone[ok], return_counts=True)
-        if len(zones) > 1:
-            keep = zones[np.argmax(counts)]
-            other = ok & (zone != keep)
-            if np.isnan(keep):
-                other = ok & ~np.isnan(zone)
-            xy[other] = np.nan
-            note = f"{int(other.sum())} images in other UTM zones are not shown."
-    out = []
-    for name, n in (("database", len(manifest.database)), ("query", len(manifest.queries))):
-        arr = np.full((n, 2), np.nan)
-        is_role = pc.fill_null(pc.equal(t["role"], name), False).to_numpy(zero_copy_only=False)
-        sel = is_role & (idx >= 0) & (idx < n)
-        arr[idx[sel]] = xy[sel]
-        out.append(arr)
-    return out[0], out[1], note
-
-
-def _map_png(db: np.ndarray, qs: np.ndarray, correct: np.ndarray) -> bytes | None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    db = db[np.isfinite(db).all(axis=1)]
-    q_ok = np.isfinite(qs).all(axis=1)
-    if not len(db) and not q_ok.any():
-        return None
-    both = np.concatenate([db, qs[q_ok]])
-    origin = both.min(axis=0)
-    fig = Figure(figsize=(7.5, 7.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    if len(db):
-        step = max(1, -(-len(db) // MAP_MAX_DATABASE_POINTS))
-        shown = db[::step] - origin
-        ax.scatter(shown[:, 0], shown[:, 1], s=4, c=GREY, linewidths=0, label=f"database ({len(db)})", zorder=1)
-    for mask, colour, label in ((correct, GREEN, "correct at R@1"), (~correct, RED, "wrong at R@1")):
-        pts = qs[mask & q_ok] - origin
-        ax.scatter(
-            pts[:, 0],
-            pts[:, 1],
-            s=22,
-            c=colour,
-            edgecolors="black",
-            linewidths=0.4,
-            label=f"queries {label} ({len(pts)})",
-            zorder=2,
-        )
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel(f"UTM east - {origin[0]:.0f} (m)")
-    ax.set_ylabel(f"UTM north - {origin[1]:.0f} (m)")
-    ax.grid(True, linewidth=0.3, alpha=0.5)
-    ax.legend(loc="best", fontsize=9, framealpha=0.9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-def _map_html(manifest, correct: np.ndarray) -> str:
-    pos = _positions(manifest)
-    if pos is None:
-        return '<p class="note">No map: the eval manifest has no utm_east/utm_north columns.</p>'
-    db, qs, note = pos
-    png = _map_png(db, qs, correct)
-    if png is None:
-        return '<p class="note">No map: no image has UTM coordinates.</p>'
-    no_xy = int((~np.isfinite(qs).all(axis=1)).sum())
-    if no_xy:
-        note = f"{note} {no_xy} queries without coordinates are not shown.".strip()
-    img = f'<img class="map" src="{_data_uri(png, "image/png")}" alt="map of the database and queries">'
-    return img + (f'<p class="note">{_esc(note)}</p>' if note else "")
-
-
-# ---------------------------------------------------------------- thumbnails
-
-
-def _placeholder(name: str, size: int, reason: str) -> bytes:
-    """A grey square PNG naming the file (wrapped to the width) and why it is shown."""
-    im = Image.new("RGB", (size, size), (190, 190, 190))
-    draw = ImageDraw.Draw(im)
-    per_line = max(4, size // 7)
-    lines = [reason] + [name[i : i + per_line] for i in range(0, len(name), per_line)]
-    y = 4
-    for line in lines[: max(1, (size - 4) // 12)]:
-        draw.text((4, y), line, fill=(60, 60, 60))
-        y += 12
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _thumbnail(path: str, size: int) -> tuple[str, bool]:
-    """(data URI, found): the image with its shorter side resized to ``size``, JPEG q80; else a placeholder."""
-    name = os.path.basename(path) or path
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it is large
-            im = ImageOps.exif_transpose(im)
-            im = im.convert("RGB")
-            w, h = im.size
-            scale = size / min(w, h)
-            im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.LANCZOS)
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=JPEG_QUALITY)
-        return _data_uri(buf.getvalue(), "image/jpeg"), True
-    except FileNotFoundError:
-        return _data_uri(_placeholder(name, size, "missing"), "image/png"), False
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return _data_uri(_placeholder(name, size, "unreadable"), "image/png"), False
-
-
-def _thumbnails(paths: Sequence[str], size: int) -> dict[str, tuple[str, bool]]:
-    unique = list(dict.fromkeys(paths))
-    if not unique:
-        return {}
-    workers = max(1, min(8, os.cpu_count() or 1, len(unique)))
-    with ThreadPoolExecutor(workers) as pool:  # Pillow releases the GIL while decoding
-        return dict(zip(unique, pool.map(lambda p: _thumbnail(p, size), unique), strict=True))
 
 
 # ---------------------------------------------------------------- grid
@@ -480,7 +321,7 @@ def _figure(uri: str, found: bool, path: str, cls: str, caption: str) -> str:
     name = os.path.basename(path) or path
     alt = name if found else f"not available: {name}"
     return (
-        f'<figure class="{cls}"><img src="{uri}" alt="{_esc(alt)}" title="{_esc(name)}">'
+        f'<figure class="{cls}"><img src="{uri}" alt="{esc(alt)}" title="{esc(name)}">'
         f"<figcaption>{caption}</figcaption></figure>"
     )
 
@@ -509,7 +350,7 @@ def _grid_html(
         rows_of[qi] = sel
         paths.append(manifest.queries[qi])
         paths.extend(manifest.database[int(preds["database_idx"][j])] for j in sel if preds["database_idx"][j] >= 0)
-    thumbs = _thumbnails(paths, thumb_size)
+    thumbs = thumbnails(paths, thumb_size)
 
     n_wrong = int((~correct[shown]).sum())
     out = [
@@ -538,14 +379,14 @@ def _grid_html(
         image_id = f" (id {int(preds['query_image_id'][sel[0]])})" if len(sel) else ""
         status = '<span class="correct">correct</span>' if ok else '<span class="wrong">wrong</span>'
         caption = (
-            f'<span class="qid">query {qi}</span>{_esc(image_id)}<br>{status} at R@1{_esc(where)}<br>{n_pos} positives'
+            f'<span class="qid">query {qi}</span>{esc(image_id)}<br>{status} at R@1{esc(where)}<br>{n_pos} positives'
         )
         qpath = manifest.queries[qi]
         cells = [f"<td>{_figure(*thumbs[qpath], qpath, 'query', caption)}</td>"]
         for j in sel.tolist():
             d = int(preds["database_idx"][j])
             positive = bool(preds["is_positive"][j])
-            cap = _esc(f"#{int(preds['rank'][j]) + 1} d={float(preds['distance'][j]):.4g} db {d}")
+            cap = esc(f"#{int(preds['rank'][j]) + 1} d={float(preds['distance'][j]):.4g} db {d}")
             if d < 0:
                 cells.append(f'<td><span class="note">{cap}<br>no prediction</span></td>')
                 continue

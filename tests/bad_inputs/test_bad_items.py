@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
+from raw_panoramas import make_raw_panoramas
 
 from vgdata import geo
 from vgdata.build import BuildConfig, build_catalog
-from vgdata.demo import make_raw_panoramas
 from vgdata.errors import UsageError, VgdataError
 from vgdata.evalset import eval_set
 from vgdata.groups import GroupsConfig, split_groups

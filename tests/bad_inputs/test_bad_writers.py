@@ -27,11 +27,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageOps
+from raw_panoramas import make_raw_panoramas
 
 from vgdata import jobs
 from vgdata.build import BuildConfig, build_catalog
 from vgdata.catalog import LOCK_FILE, CatalogBusy, writer_lock
-from vgdata.demo import make_raw_panoramas
 from vgdata.splits import split_years
 
 ROOT = Path(__file__).resolve().parents[2]

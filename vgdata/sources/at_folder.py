@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from vgdata import geo
+from vgdata import geo, utm_input
 from vgdata.errors import UsageError
 from vgdata.schema import IMAGES, PANORAMAS, REJECTS, from_columns
 from vgdata.sources.common import (
@@ -134,7 +134,7 @@ def probe_shard(payload: dict) -> dict:
             reject(str(full), "lat/lon out of range", bad)
             continue
         if n.letter is not None and n.latitude is not None:
-            mismatch = geo.band_letter_mismatch(n.latitude, n.letter)
+            mismatch = utm_input.band_letter_mismatch(n.latitude, n.letter)
             if mismatch is not None:  # a letter of the wrong band, or the wrong hemisphere
                 reject(str(full), "band letter inconsistent", mismatch)
                 continue
@@ -188,7 +188,7 @@ def probe_shard(payload: dict) -> dict:
             "height_px": height,
         }
         for k in img:
-            img[k].append(row[k])
+            img[k].append(row.get(k))  # utm_epsg is left to from_columns, which derives it
     tables = {
         "images": from_columns(IMAGES, img),
         "panoramas": PANORAMAS.empty_table(),

@@ -7,7 +7,7 @@ CSV columns (names are case-insensitive; one row per image):
 * position, one of: ``lat, lon`` (WGS84 degrees) or ``utm_east, utm_north, utm_zone,
   utm_letter`` (metres; the letter selects the hemisphere and must be the point's latitude
   band). Where a row has both, lat/lon wins. UTM-only rows are checked and converted point
-  by point with ``vgdata.geo.utm_to_latlon_checked`` and their UTM is then recomputed from
+  by point with ``vgdata.utm_input.utm_to_latlon_checked`` and their UTM is then recomputed from
   that lat/lon (what the VPR-datasets-downloader does for these queries), so every row's
   UTM comes from ``vgdata.geo.latlon_to_utm``.
 * orientation, one of: ``heading`` (degrees clockwise from north), ``yaw`` (an alias with
@@ -51,7 +51,7 @@ number), ``bad UTM zone`` (zone not an integer in 1..60, or an unknown band lett
 hemisphere),
 ``band letter inconsistent`` (a northing outside the letter's hemisphere, e.g. a southern
 letter with a negative northing, or a latitude outside the letter's band), ``UTM not
-transformable`` (PROJ refused the point; ``vgdata.geo.utm_to_latlon_checked``),
+transformable`` (PROJ refused the point; ``vgdata.utm_input.utm_to_latlon_checked``),
 ``bad quaternion`` (norm 0 or off 1 by more than 1%, or an optical axis pointing straight
 up/down, where the heading is undefined), ``bad timestamp`` (also an impossible date such as
 30 February), ``non-UTF-8 text`` (a row holding bytes that are not UTF-8), ``lat/lon out of
@@ -71,7 +71,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from vgdata import geo
+from vgdata import geo, utm_input
 from vgdata.errors import UsageError
 from vgdata.schema import REJECTS, from_columns
 from vgdata.sources.common import add_reject, canonical_timestamp, new_rejects, safe_relative
@@ -231,7 +231,7 @@ def read_poses(csv_path: Path, image_dir: Path, collection: str) -> tuple[list[d
     from_utm = [r for r in rows if "utm" in r]
     if from_utm:
         e, n, z, letter = (np.array(v) for v in zip(*(r["utm"] for r in from_utm), strict=True))
-        lat, lon, problems = geo.utm_to_latlon_checked(e, n, z, letter)
+        lat, lon, problems = utm_input.utm_to_latlon_checked(e, n, z, letter)
         for r, la, lo, problem in zip(from_utm, lat, lon, problems, strict=True):
             utm = r.pop("utm")
             if problem is not None:

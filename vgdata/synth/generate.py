@@ -11,6 +11,11 @@ treats them specially):
   timestamp): daytime perspective photos with their 6DoF poses;
 * ``README.txt``: preset, seed, queries seed, origin, counts and the generator version.
 
+Modules: :mod:`vgdata.synth.plan` (presets, frame, drives and query positions),
+:mod:`vgdata.synth.photos` (the rendering work run in worker processes) and this one (the
+command: configuration, running the tasks, the CSV and README files); the names of the first
+two are importable from here.
+
 Geometry: the scene lives in a local frame of metres east/north of the origin's UTM
 coordinates (``vgdata.synth.scene``); positions become lat/lon through the inverse UTM of
 the origin's zone, so distances in the catalog are the scene's metres. Headings are
@@ -27,83 +32,59 @@ another ``queries_seed`` gives a held-out query set of the same city.
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
 import math
-from base64 import urlsafe_b64encode
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vgdata.errors import UsageError
-from vgdata.fsio import atomic_write_bytes
+from vgdata.synth.photos import _render_capture, _render_query, exif_bytes, photo_az_span
+from vgdata.synth.plan import (
+    PRESETS,
+    Capture,
+    Frame,
+    Preset,
+    QueryPlan,
+    bearing,
+    driven_streets,
+    pano_id,
+    plan_captures,
+    plan_queries,
+    rng_for,
+    test_year,
+)
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "PRESETS",
+    "SF_ORIGIN",
+    "Capture",
+    "Frame",
+    "Preset",
+    "QueryPlan",
+    "SynthConfig",
+    "SynthResult",
+    "bearing",
+    "driven_streets",
+    "exif_bytes",
+    "pano_id",
+    "photo_az_span",
+    "plan_captures",
+    "plan_queries",
+    "queries_seed",
+    "rng_for",
+    "synth",
+    "test_year",
+    "write_metadata_only",
+]
 
 # 2: queries by the kerb, looking along or across the street;
 # 3: demo = a neighbourhood (several streets, 6 years, a test year), street ends left undriven,
 #    queries spread over the driven streets by length and kept off crossing roadways, queries_seed
 GENERATOR_VERSION = "vgdata-synth/3"
 SF_ORIGIN = (37.7749, -122.4194)
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Sizes of one synthetic dataset."""
-
-    size_m: float
-    """Side of the square city, metres."""
-    width: int
-    """Panorama width in pixels (height = width / 2); SF-XL's is 3328."""
-    years: tuple[int, ...]
-    """Capture years; every year drives the same streets with a new phase and new occluders."""
-    drive_m: float
-    """Street length driven per year, metres (the streets nearest the centre first); every year
-    drives the same streets."""
-    spacing_m: float
-    """Metres between consecutive panoramas of one drive."""
-    queries_v1: int
-    """Flickr-style photos (EXIF GPS, no heading)."""
-    queries_v2: int
-    """Photos with 6DoF poses."""
-    query_pano_width: int
-    """Width of the panorama rendered at a query position, from which the photo is cut."""
-    test_year: int | None = None
-    """The year whose panoramas make the one-year test database (``vgdata split-test --year``);
-    every query is placed within 30 m of one of its panoramas. None: the last year."""
-    drive_margin_m: float = 0.0
-    """Metres left undriven at both ends of every street (the city's edge, with nothing beyond)."""
-    test_spacing_m: float | None = None
-    """Metres between panoramas in the test year (None: ``spacing_m``). The chance level of the
-    one-year test database (positives within 25 m / its size) does not depend on it, its cost does."""
-
-
-PRESETS: dict[str, Preset] = {
-    "tiny": Preset(200, 512, (2013, 2017), 60, 5.0, 6, 4, 1024),
-    # A neighbourhood of a 500 m city: the 6 streets nearest its centre (2 north-south, 3 east-west,
-    # the diagonal; 420-538 m each, 40 m of either end left undriven), 2.64 km driven in each of 5 years:
-    # 2013 (SF-XL's test year) a panorama every 12.5 m for the one-year test database, the others every
-    # 6.25 m. A query has ~50 m of street within 25 m against the test year's ~2.6 km: chance at R@1
-    # ~2-3% whatever the spacing. 640 px panoramas give 98 px strip crops (the demo trains at 96 px):
-    # what keeps `make demo` within 12 minutes on 2 cores. Classes of the defaults (M=10, alpha=30) get
-    # ~7 images (4 years x 1.6 + 0.8), hence the demo's --min-images-per-class 5 (EigenPlaces' default).
-    "demo": Preset(
-        500,
-        640,
-        (2009, 2011, 2013, 2015, 2017),
-        2638,
-        6.25,
-        320,
-        320,
-        1024,
-        test_year=2013,
-        drive_margin_m=40,
-        test_spacing_m=12.5,
-    ),  # fmt: skip
-    "city": Preset(1200, 3328, (2009, 2011, 2013, 2015, 2017, 2019, 2021), 2400, 3.0, 1000, 598, 3328),
-}
 
 
 @dataclass
@@ -142,323 +123,18 @@ class SynthResult:
         return asdict(self)
 
 
-# ---------------------------------------------------------------- randomness and ids
-
-
-def rng_for(seed: int, purpose: str, index: int = 0) -> np.random.Generator:
-    """An independent, reproducible stream for (seed, purpose, index)."""
-    digest = hashlib.blake2b(f"{seed}/{purpose}/{index}".encode(), digest_size=16).digest()
-    return np.random.Generator(np.random.PCG64(int.from_bytes(digest, "big")))
-
-
-def pano_id(seed: int, index: int) -> str:
-    """A 22-character id like Street View's, stable for (seed, index)."""
-    digest = hashlib.blake2b(f"pano/{seed}/{index}".encode(), digest_size=16).digest()
-    return urlsafe_b64encode(digest).decode().rstrip("=")
-
-
-# ---------------------------------------------------------------- the local frame
-
-
-@dataclass(frozen=True)
-class Frame:
-    """The scene's metres east/north of the origin, tied to the origin's UTM zone."""
-
-    east0: float
-    north0: float
-    zone: int
-    letter: str
-
-    @classmethod
-    def at(cls, lat: float, lon: float) -> Frame:
-        from vgdata import geo
-
-        bad = geo.invalid_latlon_reasons(np.array([lat]), np.array([lon]))[0]
-        if bad is not None:
-            raise UsageError(f"--origin {lat},{lon}: {bad}")
-        u = geo.latlon_to_utm(np.array([lat]), np.array([lon]))
-        return cls(float(u.east[0]), float(u.north[0]), int(u.zone[0]), str(u.letter[0]))
-
-    def latlon(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from vgdata import geo
-
-        zone = np.full(np.shape(x), self.zone)
-        letter = np.full(np.shape(x), self.letter)
-        return geo.utm_to_latlon(self.east0 + np.asarray(x), self.north0 + np.asarray(y), zone, letter)
-
-
-# ---------------------------------------------------------------- capture plan
-
-
-@dataclass(frozen=True)
-class Capture:
-    """One panorama to render: position (local metres), heading (degrees), year, month."""
-
-    index: int
-    x: float
-    y: float
-    heading: float
-    year: int
-    month: int
-
-
-def bearing(dx: float, dy: float) -> float:
-    """Degrees clockwise from (grid) north of the direction (dx east, dy north), in [0, 360)."""
-    return math.degrees(math.atan2(dx, dy)) % 360.0
-
-
-def driven_streets(streets: list, preset: Preset) -> list[tuple[Any, float, float]]:
-    """The streets driven every year, as ``(street, start, stop)`` metres from ``p0``.
-
-    Nearest the centre first, until ``drive_m`` metres; ``drive_margin_m`` is left undriven at
-    both ends of every street (the last one chosen is cut short to make up ``drive_m``).
-    """
-    ordered = sorted(streets, key=lambda s: (math.hypot((s.p0[0] + s.p1[0]) / 2, (s.p0[1] + s.p1[1]) / 2), s.p0))
-    chosen, total = [], 0.0
-    margin = preset.drive_margin_m
-    for s in ordered:
-        if total >= preset.drive_m:
-            break
-        length = math.dist(s.p0, s.p1) - 2 * margin
-        if length <= 0:
-            continue
-        chosen.append((s, margin, margin + min(length, preset.drive_m - total)))
-        total += length
-    return chosen
-
-
-def plan_captures(streets: list, preset: Preset, seed: int) -> list[Capture]:
-    """Drives: every year, each chosen street from p0 towards p1, a panorama every spacing_m.
-
-    The car keeps to the right-hand lane, clear of the parked cars (3.6 m inside the kerb, at
-    least 1.5 m right of the centre line), with a new start phase, ~0.3 m lateral jitter and
-    ~1.5 degrees heading jitter per year.
-    """
-    captures: list[Capture] = []
-    for year in preset.years:
-        rng = rng_for(seed, "drive", year)
-        month = int(rng.integers(1, 13))
-        for street, start, stop in driven_streets(streets, preset):
-            (x0, y0), (x1, y1) = street.p0, street.p1
-            full = math.dist(street.p0, street.p1)
-            ux, uy = (x1 - x0) / full, (y1 - y0) / full
-            rx, ry = uy, -ux  # right of the travel direction
-            heading = bearing(ux, uy)
-            spacing = preset.spacing_m
-            if year == test_year(preset) and preset.test_spacing_m is not None:
-                spacing = preset.test_spacing_m
-            t = start + float(rng.uniform(0, spacing))
-            while t <= stop:
-                lateral = max(1.5, street.width / 2 - 3.6) + float(rng.normal(0, 0.3))
-                captures.append(
-                    Capture(
-                        index=len(captures),
-                        x=round(x0 + ux * t + rx * lateral, 3),
-                        y=round(y0 + uy * t + ry * lateral, 3),
-                        heading=round((heading + float(rng.normal(0, 1.5))) % 360.0, 3),
-                        year=year,
-                        month=month,
-                    )
-                )
-                t += spacing
-    return captures
-
-
-@dataclass(frozen=True)
-class QueryPlan:
-    """One query photo: where, which way, what it looks like."""
-
-    kind: str  # "v1" or "v2"
-    index: int
-    x: float
-    y: float
-    heading: float
-    pitch: float
-    roll: float
-    fov: float
-    size: tuple[int, int]
-    year: int
-    month: int
-    night: bool = False
-    grayscale: bool = False
-    occluded: bool = False
-
-
-def test_year(preset: Preset) -> int:
-    """The year of the preset's one-year test database (``test_year``, else the last year)."""
-    return max(preset.years) if preset.test_year is None else preset.test_year
-
-
-def plan_queries(
-    kind: str, n: int, captures: list[Capture], streets: list, preset: Preset, seed: int
-) -> list[QueryPlan]:
-    """Photos taken by the kerb (up to 1 m onto the sidewalk) of a driven street (picked by driven
-    length), not on the roadway of a crossing street, 0-30 m from a panorama of the test year,
-    looking along the street (either way) or across it, off by a normal 25 degrees clipped to 40.
-    ``seed`` is the queries seed."""
-    plans = []
-    driven = driven_streets(streets, preset)
-    weights = np.array([stop - start for _, start, stop in driven])
-    weights /= weights.sum()
-    last_year = max(preset.years)
-    year = test_year(preset)
-    anchors = np.array([(c.x, c.y) for c in captures if c.year == year] or [(c.x, c.y) for c in captures])
-
-    def on_a_roadway(x: float, y: float) -> bool:  # streets run edge to edge: their lines will do
-        for s in streets:
-            (sx0, sy0), (sx1, sy1) = s.p0, s.p1
-            n = math.dist(s.p0, s.p1)
-            if abs((x - sx0) * (sy1 - sy0) - (y - sy0) * (sx1 - sx0)) / n < s.width / 2 - 1e-6:
-                return True
-        return False
-
-    for i in range(n):
-        rng = rng_for(seed, f"query_{kind}", i)
-        street, start, stop = driven[int(rng.choice(len(driven), p=weights))]
-        (x0, y0), (x1, y1) = street.p0, street.p1
-        full = math.dist(street.p0, street.p1)
-        ux, uy = (x1 - x0) / full, (y1 - y0) / full
-        side = 1.0 if rng.random() < 0.5 else -1.0
-        for _ in range(20):  # a point by the kerb, off the roadways, within 30 m of a panorama of the test year
-            t = float(rng.uniform(start, stop))
-            # from the kerb edge to 1 m onto the sidewalk (the parking lane has parked cars in it)
-            lateral = side * (street.width / 2 + float(rng.uniform(0.0, 1.0)))
-            x, y = x0 + ux * t + uy * lateral, y0 + uy * t - ux * lateral
-            if np.hypot(anchors[:, 0] - x, anchors[:, 1] - y).min() <= 30.0 and not on_a_roadway(x, y):
-                break
-        along = bearing(ux, uy)
-        # along the street either way, or across it (the facades opposite); never at the facade on
-        # the photographer's own side, 1-4 m away, which would fill the photo with one wall.
-        # side +1 is the right of (ux, uy), whose bearing is along + 90, so across is along - 90 * side.
-        look = {0: along, 1: (along + 180) % 360, 2: (along - 90 * side) % 360}[int(rng.integers(3))]
-        heading = (look + float(np.clip(rng.normal(0, 25), -40, 40))) % 360.0
-        aspect = [(4, 3), (3, 4), (16, 9), (1, 1)][int(rng.integers(4))]
-        long_side = int(rng.integers(400, 720))
-        size = (long_side, round(long_side * aspect[1] / aspect[0]))
-        if aspect[1] > aspect[0]:
-            size = (round(long_side * aspect[0] / aspect[1]), long_side)
-        v1 = kind == "v1"
-        roll = 0.0 if v1 else round(float(rng.normal(0, 2.0)), 2)
-        plans.append(
-            QueryPlan(
-                kind=kind,
-                index=i,
-                x=round(x, 3),
-                y=round(y, 3),
-                heading=round(heading, 2),
-                pitch=round(float(rng.uniform(-5, 15)), 2),
-                roll=roll,
-                fov=round(float(rng.uniform(45, 85)), 1),
-                size=size,
-                year=int(rng.choice([*preset.years, last_year + 1])),
-                month=int(rng.integers(1, 13)),
-                night=v1 and rng.random() < 0.15,
-                grayscale=v1 and rng.random() < 0.15,
-                occluded=v1 and rng.random() < 0.15,
-            )
-        )
-    return plans
-
-
-# ---------------------------------------------------------------- rendering work (worker processes)
-
-
-def _render_capture(args: tuple) -> None:
-    from PIL import Image
-
-    from vgdata.synth.render import render_panorama
-
-    scene, capture, width, path = args
-    img = render_panorama(scene, capture.x, capture.y, capture.heading, width=width, year=capture.year)
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=92)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def _render_query(args: tuple) -> None:
-    from PIL import Image, ImageDraw
-
-    from vgdata.panorama import perspective_crop
-    from vgdata.synth.render import render_panorama
-
-    scene, q, pano_width, path, exif, seed = args
-    w, h = q.size
-    pad = 1.1 if q.roll else 1.0  # rolled photos are cut from a larger view, then rotated and cropped
-    big = (round(w * pad), round(h * pad))
-    # only the columns the photo samples are rendered (the photo's pixels are those of a full render)
-    span = photo_az_span(q.fov * pad, big, q.pitch) + 3 * 360.0 / pano_width
-    pano = render_panorama(scene, q.x, q.y, q.heading, width=pano_width, year=q.year, night=q.night, az_span=span)
-    view = perspective_crop(
-        pano, heading=q.heading, pitch=q.pitch, fov_deg=q.fov * pad, out_size=big, pano_heading=q.heading
-    )
-    img = Image.fromarray(view)
-    if q.roll:
-        img = img.rotate(-q.roll, resample=Image.Resampling.BICUBIC)
-        left, top = (big[0] - w) // 2, (big[1] - h) // 2
-        img = img.crop((left, top, left + w, top + h))
-    if q.occluded:
-        rng = rng_for(seed, f"occluder_{q.kind}", q.index)
-        draw = ImageDraw.Draw(img)
-        cx, cy = float(rng.uniform(0.2, 0.8)) * w, float(rng.uniform(0.4, 0.9)) * h
-        rw, rh = float(rng.uniform(0.15, 0.3)) * w, float(rng.uniform(0.3, 0.6)) * h
-        shade = tuple(int(c) for c in rng.integers(20, 120, size=3))
-        draw.ellipse((cx - rw / 2, cy - rh / 2, cx + rw / 2, cy + rh / 2), fill=shade)
-    if q.grayscale:
-        img = img.convert("L")
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90, exif=exif)
-    atomic_write_bytes(Path(path), buf.getvalue())
-
-
-def photo_az_span(fov_deg: float, size: tuple[int, int], pitch: float) -> float:
-    """Largest |azimuth| (degrees from the optical axis) that a gnomonic photo samples.
-
-    ``fov_deg`` horizontal, ``size`` (width, height) px, ``pitch`` degrees (as
-    :func:`vgdata.panorama.perspective_crop`). Along a row the azimuth grows with |x|; across rows
-    with the ray's forward component, which is linear in the row: the four corners bound it.
-    """
-    w, h = size
-    xmax = math.tan(math.radians(fov_deg) / 2.0)
-    ymax = xmax * h / w
-    p = math.radians(pitch)
-    fwd = min(math.cos(p) - y * math.sin(p) for y in (-ymax, ymax))
-    return 180.0 if fwd <= 0 else math.degrees(math.atan2(xmax, fwd))
-
-
-def exif_bytes(lat: float, lon: float, altitude: float, when: str) -> bytes:
-    """EXIF with a GPS IFD (lat/lon as degrees/minutes/seconds, altitude) and DateTimeOriginal."""
-    from PIL import Image
-    from PIL.TiffImagePlugin import IFDRational
-
-    def dms(value: float) -> tuple:
-        value = abs(value)
-        d = int(value)
-        m = int((value - d) * 60)
-        s = (value - d - m / 60) * 3600
-        return (IFDRational(d, 1), IFDRational(m, 1), IFDRational(round(s * 10000), 10000))
-
-    exif = Image.Exif()
-    gps = exif.get_ifd(0x8825)
-    gps.update(
-        {
-            0: b"\x02\x03\x00\x00",
-            1: "N" if lat >= 0 else "S",
-            2: dms(lat),
-            3: "E" if lon >= 0 else "W",
-            4: dms(lon),
-            5: b"\x00" if altitude >= 0 else b"\x01",
-            6: IFDRational(round(abs(altitude) * 100), 100),
-        }
-    )
-    exif.get_ifd(0x8769)[0x9003] = when
-    return exif.tobytes()
-
-
 # ---------------------------------------------------------------- the command
 
 
 def synth(config: SynthConfig) -> SynthResult:
-    """Generate the city and write its raw inputs under ``config.out_dir``."""
+    """Generate the city and write its raw inputs under ``config.out_dir``.
+
+    Needs the ``catalog`` extra (pyproj for the frame, shapely for the layout): without it, one
+    line naming the extra (:func:`vgdata.extras.require_catalog_extra`) before anything is written.
+    """
+    from vgdata.extras import require_catalog_extra
+
+    require_catalog_extra()
     from vgdata.jobs import default_workers
     from vgdata.synth.scene import make_scene
 
@@ -538,14 +214,19 @@ def queries_seed(config: SynthConfig) -> int:
 
 
 def _run(tasks: list[tuple[Any, tuple]], workers: int) -> None:
-    if workers <= 1:
-        for fn, args in tasks:
-            fn(args)
-        return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(fn, args) for fn, args in tasks]
-        for fut in futures:
-            fut.result()
+    """Run every ``(fn, args)`` render task through vgdata's local executor (:func:`vgdata.jobs.local_map`).
+
+    ``workers <= 1`` renders here, in order; otherwise in that many spawned processes. Each
+    task writes its own file atomically, so the order does not change any output.
+    """
+    from vgdata.jobs import local_map
+
+    for _ in local_map(_call, tasks, workers=workers):
+        pass
+
+
+def _call(fn: Any, args: tuple) -> None:
+    fn(args)
 
 
 def write_metadata_only(out: Path, config: SynthConfig, frame: Frame) -> int:

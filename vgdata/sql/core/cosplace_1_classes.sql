@@ -1,7 +1,10 @@
 -- grain: one row per image of collection `coll` that has a heading
 -- CosPlace's classes (REFERENCE.md b.1): class = (floor(e / m), floor(n / m), floor(h / alpha))
--- with the UTM zone and hemisphere in the key. e, n in metres, h in degrees clockwise from
--- north wrapped into [0, 360) (CosPlace would make h = 360 a class of its own; we wrap it).
+-- with the coordinate system in the key: utm_epsg (326zz north, 327zz south; images without a
+-- zone have a null utm_epsg and form one system of their own: compare it with `is not distinct
+-- from`). zone and northern spell utm_epsg out (utm_epsg_zone / utm_epsg_northern; 0 and true
+-- for a null utm_epsg), for readers that order or join on them; they are equivalent to it.
+-- e, n in metres, h in degrees clockwise from north wrapped into [0, 360) (CosPlace would make h = 360 a class of its own; we wrap it).
 -- Floors are exact, like Python's //: DuckDB's floor(x / d) rounds the quotient first, so a
 -- value one ulp below a multiple of d could land in the next cell; the corrections compare
 -- k * d with x, exact for the integer k and the small d used here (see _macros.sql).
@@ -9,7 +12,7 @@ create or replace macro cosplace_classes(m := 10, alpha := 30, coll := 'database
 with
 
 source as (
-    select image_id, path, utm_zone, utm_letter, utm_east, utm_north, wrap_heading(heading) as heading
+    select image_id, path, utm_epsg, utm_east, utm_north, wrap_heading(heading) as heading
     from images
     where collection = coll and heading is not null and utm_east is not null and utm_north is not null
 ),
@@ -27,8 +30,9 @@ classed as (
     select
         image_id,
         path,
-        coalesce(utm_zone, 0) as zone,
-        coalesce(utm_letter >= 'N', true) as northern,
+        utm_epsg,
+        coalesce(utm_epsg_zone(utm_epsg), 0) as zone,
+        coalesce(utm_epsg_northern(utm_epsg), true) as northern,
         utm_east,
         utm_north,
         heading,

@@ -1,4 +1,5 @@
--- grain: one row per CosPlace class (zone, hemisphere, class_e, class_n, class_h)
+-- grain: one row per CosPlace class (utm_epsg, class_e, class_n, class_h); zone and northern spell
+-- utm_epsg out (see cosplace_1_classes.sql)
 -- images: how many images the class has (CosPlace counts images, not panoramas).
 create or replace macro cosplace_class_stats(m := 10, alpha := 30, coll := 'database') as table
 with
@@ -8,7 +9,7 @@ classes as (
 ),
 
 final as (
-    select zone, northern, class_e, class_n, class_h, count(*) as images
+    select utm_epsg, zone, northern, class_e, class_n, class_h, count(*) as images
     from classes
     group by all
 )

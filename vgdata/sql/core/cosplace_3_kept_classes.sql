@@ -3,8 +3,9 @@
 -- group_rank: groups in CosPlace's order, i.e. by the first image (smallest path, byte
 --   order = Python's sorted()) that belongs to a kept class of the group; 0-based.
 -- class_index: 0-based label of the class inside its group, classes ordered by
---   (zone, northern, class_e, class_n, class_h). CosPlace uses Python set order there,
---   which is not reproducible; any fixed order trains the same model up to label names.
+--   (zone, northern, class_e, class_n, class_h), zone and northern being utm_epsg spelled out
+--   (so a zone's southern classes come before its northern ones). CosPlace uses Python set order
+--   there, which is not reproducible; any fixed order trains the same model up to label names.
 -- Cost: two scans of the images (counts without paths, then one min(path) per group).
 create or replace macro cosplace_kept_classes(
     m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, coll := 'database'
@@ -28,7 +29,12 @@ kept as materialized (
 group_first_paths as (
     select k.group_e, k.group_n, k.group_h, min(c.path) as first_path
     from cosplace_classes(m := m, alpha := alpha, coll := coll) as c
-    inner join kept as k using (zone, northern, class_e, class_n, class_h)
+    inner join kept as k
+        on
+            c.utm_epsg is not distinct from k.utm_epsg
+            and c.class_e = k.class_e
+            and c.class_n = k.class_n
+            and c.class_h = k.class_h
     group by all
 ),
 
@@ -39,6 +45,7 @@ group_ranks as (
 
 final as (
     select
+        k.utm_epsg,
         k.zone,
         k.northern,
         k.class_e,

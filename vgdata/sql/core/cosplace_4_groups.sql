@@ -19,6 +19,7 @@ final as (
     select
         c.image_id,
         c.path,
+        c.utm_epsg,
         c.zone,
         c.northern,
         c.utm_east,
@@ -34,7 +35,12 @@ final as (
         k.class_index,
         k.class_images
     from classes as c
-    inner join kept_classes as k using (zone, northern, class_e, class_n, class_h)
+    inner join kept_classes as k
+        on
+            c.utm_epsg is not distinct from k.utm_epsg
+            and c.class_e = k.class_e
+            and c.class_n = k.class_n
+            and c.class_h = k.class_h
 )
 
 select * from final;

@@ -2,17 +2,18 @@
 --
 -- positives(database_table, queries_table, threshold := 25.0)
 --   database_table, queries_table: names of relations (tables or views) with the images columns
---   image_id, utm_east, utm_north, utm_zone, utm_letter; read with query_table(), e.g.
+--   image_id, utm_east, utm_north, utm_epsg; read with query_table(), e.g.
 --   `create temp view q as select * from images where collection = 'queries_v1'`, then
 --   `from positives('db', 'q')`.
 --   threshold: radius in metres, inclusive (CosPlace's 25 m, REFERENCE.md section c).
 --
 -- A database image is a positive of a query when both lie in one UTM coordinate system and
 -- (de - qe)^2 + (dn - qn)^2 <= threshold^2 (Euclidean metres, squared: no sqrt in the test).
--- Coordinate system = (zone, hemisphere): hemisphere from utm_letter (< 'N' is southern), since
+-- Coordinate system = utm_epsg (326zz north, 327zz south; the utm_epsg macro in _macros.sql), since
 -- the same zone north and south of the equator are two systems with different false northings.
--- Null zones (names without a zone, e.g. Nordland's dummy coordinates) count as one system, zone 0,
--- and a null letter counts as northern. Rows without finite utm_east/utm_north have no positives.
+-- A null utm_epsg (names without a zone, e.g. Nordland's dummy coordinates) is one system of its
+-- own: systems are compared with `is not distinct from`. Rows without finite utm_east/utm_north
+-- have no positives.
 --
 -- Grid-bucket join, never a cross product: database images fall in square cells of side
 -- `threshold`, (floor(e / t), floor(n / t)). A query looks in every cell its box
@@ -26,12 +27,12 @@ create or replace macro positives(database_table, queries_table, threshold := 25
 with
 
 database_images as (
-    select image_id, utm_east, utm_north, utm_zone, utm_letter
+    select image_id, utm_east, utm_north, utm_epsg
     from query_table(database_table)
 ),
 
 query_images as (
-    select image_id, utm_east, utm_north, utm_zone, utm_letter
+    select image_id, utm_east, utm_north, utm_epsg
     from query_table(queries_table)
 ),
 
@@ -41,8 +42,7 @@ database_cells as (
         image_id,
         utm_east,
         utm_north,
-        coalesce(utm_zone, 0) as zone_key,
-        coalesce(upper(utm_letter) < 'N', false) as is_south,
+        utm_epsg,
         floor(utm_east / threshold)::bigint as cell_e,
         floor(utm_north / threshold)::bigint as cell_n
     from database_images
@@ -55,8 +55,7 @@ query_boxes as (
         image_id,
         utm_east,
         utm_north,
-        coalesce(utm_zone, 0) as zone_key,
-        coalesce(upper(utm_letter) < 'N', false) as is_south,
+        utm_epsg,
         floor((utm_east - threshold) / threshold)::bigint as cell_e_lo,
         floor((utm_east + threshold) / threshold)::bigint as cell_e_hi,
         floor((utm_north - threshold) / threshold)::bigint as cell_n_lo,
@@ -70,8 +69,7 @@ query_columns as (
         image_id,
         utm_east,
         utm_north,
-        zone_key,
-        is_south,
+        utm_epsg,
         cell_n_lo,
         cell_n_hi,
         unnest(range(cell_e_lo, cell_e_hi + 1)) as cell_e
@@ -83,8 +81,7 @@ query_cells as (
         image_id,
         utm_east,
         utm_north,
-        zone_key,
-        is_south,
+        utm_epsg,
         cell_e,
         unnest(range(cell_n_lo, cell_n_hi + 1)) as cell_n
     from query_columns
@@ -92,7 +89,7 @@ query_cells as (
 
 ---------- database images in a cell some query looks at (a semi join: cheap on millions of rows)
 query_cell_keys as (
-    select distinct zone_key, is_south, cell_e, cell_n
+    select distinct utm_epsg, cell_e, cell_n
     from query_cells
 ),
 
@@ -101,8 +98,7 @@ database_near as (
     from database_cells
     semi join query_cell_keys
         on
-            query_cell_keys.zone_key = database_cells.zone_key
-            and query_cell_keys.is_south = database_cells.is_south
+            query_cell_keys.utm_epsg is not distinct from database_cells.utm_epsg
             and query_cell_keys.cell_e = database_cells.cell_e
             and query_cell_keys.cell_n = database_cells.cell_n
 ),
@@ -117,8 +113,7 @@ candidate_pairs as (
     from query_cells as q
     inner join database_near as d
         on
-            d.zone_key = q.zone_key
-            and d.is_south = q.is_south
+            d.utm_epsg is not distinct from q.utm_epsg
             and d.cell_e = q.cell_e
             and d.cell_n = q.cell_n
 ),

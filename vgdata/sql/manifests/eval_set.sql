@@ -32,6 +32,7 @@ database_rows as (
         utm_east,
         utm_north,
         utm_zone,
+        utm_epsg,
         heading,
         width,
         height_px
@@ -48,6 +49,7 @@ query_rows as (
         utm_east,
         utm_north,
         utm_zone,
+        utm_epsg,
         heading,
         width,
         height_px

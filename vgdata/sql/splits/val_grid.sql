@@ -10,8 +10,8 @@
 --   pairs than asked.
 --   A panorama is the rows sharing a pano_id (a row without pano_id is a panorama of its own);
 --   its position is the mean of its images' UTM coordinates, and it falls in exactly one cell of
---   its coordinate system (UTM zone, hemisphere from utm_letter < 'N'; rows without a zone form
---   one system, as in positives()). Rows without finite utm_east/utm_north are not used.
+--   its coordinate system (utm_epsg; rows without a zone, a null utm_epsg, form one system, as in
+--   positives()). Rows without finite utm_east/utm_north are not used.
 --   Columns: side_m (the cell side, metres), cells (occupied cells), pair_cells, panoramas.
 create or replace macro val_grid(size := 1000, coll := 'database') as table
 with
@@ -25,8 +25,7 @@ source as (
 panoramas as (
     select
         coalesce('p:' || pano_id, 'i:' || image_id::varchar) as pano_key,
-        min(coalesce(utm_zone, 0)) as zone_key,
-        min(coalesce(upper(utm_letter) < 'N', false)) as is_south,
+        min(utm_epsg) as utm_epsg,
         avg(utm_east) as pano_east,
         avg(utm_north) as pano_north
     from source
@@ -44,8 +43,7 @@ sides as (
 cell_counts as (
     select
         sides.side_m,
-        p.zone_key,
-        p.is_south,
+        p.utm_epsg,
         floor(p.pano_east / sides.side_m)::bigint as cell_e,
         floor(p.pano_north / sides.side_m)::bigint as cell_n,
         count(*) as cell_panoramas

@@ -7,7 +7,8 @@
 --   collection `coll` (SF-XL's val is 8k + 8k, REFERENCE.md f), drawn deterministically:
 --   1. Panoramas (rows sharing a pano_id; a row without one is its own panorama) at their mean
 --      position fall in square cells of side `grid_m` metres (null: val_grid's choice for `size`)
---      within their coordinate system (UTM zone and hemisphere, as positives() has them).
+--      within their coordinate system (utm_epsg, as positives() has it; a null utm_epsg, no zone,
+--      is one system).
 --   2. Cells holding two or more panoramas are ranked by md5(seed, cell); the first `size` are
 --      used. Each gives one query image and one database image, so both sets have
 --      min(size, pair cells) images.
@@ -51,8 +52,7 @@ located as (
 panoramas as (
     select
         coalesce('p:' || pano_id, 'i:' || image_id::varchar) as pano_key,
-        min(coalesce(utm_zone, 0)) as zone_key,
-        min(coalesce(upper(utm_letter) < 'N', false)) as is_south,
+        min(utm_epsg) as utm_epsg,
         avg(utm_east) as pano_east,
         avg(utm_north) as pano_north
     from source
@@ -73,13 +73,22 @@ pano_cells as (
 ---------- the first `size` cells with two or more panoramas
 cells as (
     select
-        zone_key,
-        is_south,
+        utm_epsg,
         cell_e,
         cell_n,
-        md5(concat_ws(':', seed, 'cell', zone_key, is_south, cell_e, cell_n)) as cell_hash
+        -- the hash spells the system out as (zone, southern), 0 and false for no zone: the text it
+        -- had before utm_epsg existed, so a seed draws the same cells as it always did
+        md5(concat_ws(
+            ':',
+            seed,
+            'cell',
+            coalesce(utm_epsg_zone(utm_epsg), 0),
+            not coalesce(utm_epsg_northern(utm_epsg), true),
+            cell_e,
+            cell_n
+        )) as cell_hash
     from pano_cells
-    group by zone_key, is_south, cell_e, cell_n
+    group by utm_epsg, cell_e, cell_n
     having count(*) >= 2
 ),
 
@@ -100,7 +109,8 @@ cell_panoramas as (
         c.cell_rank,
         row_number() over (partition by c.cell_rank order by p.query_hash) as query_rank
     from pano_cells as p
-    inner join chosen_cells as c using (zone_key, is_south, cell_e, cell_n)
+    inner join chosen_cells as c
+        on c.utm_epsg is not distinct from p.utm_epsg and c.cell_e = p.cell_e and c.cell_n = p.cell_n
 ),
 
 ---------- one (query panorama, database panorama) pair per cell

@@ -1,13 +1,20 @@
--- returns: classes that appear in more than one group (must be none)
+-- returns: kept classes listed more than once, or in more than one group (must be none)
+-- needs: groups
+-- kept_classes: the rows of cosplace_kept_classes() behind the manifest, of the groups it ships.
 with
 
-groups as (select * from cosplace_groups()),
-
 final as (
-    select zone, northern, class_e, class_n, class_h, count(distinct (group_e, group_n, group_h)) as n_groups
-    from groups
-    group by all
-    having count(distinct (group_e, group_n, group_h)) > 1
+    select
+        zone,
+        northern,
+        class_e,
+        class_n,
+        class_h,
+        count(*) as n_rows,
+        count(distinct (group_e, group_n, group_h)) as n_groups
+    from kept_classes
+    group by zone, northern, class_e, class_n, class_h
+    having count(*) > 1
 )
 
 select * from final

@@ -1,8 +1,12 @@
--- returns: images that appear more than once in cosplace_groups (must be none)
+-- returns: images that appear more than once in the groups manifest (must be none)
+-- needs: groups
 with
 
-groups as (select * from cosplace_groups()),
-
-final as (select image_id, count(*) as n from groups group by image_id having count(*) > 1)
+final as (
+    select image_id, count(*) as n
+    from groups_manifest
+    group by image_id
+    having count(*) > 1
+)
 
 select * from final

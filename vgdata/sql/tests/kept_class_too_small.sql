@@ -1,13 +1,11 @@
--- returns: kept classes with fewer than min_images_per_class (10) images (must be none)
+-- returns: kept classes with fewer than $min_images_per_class images (must be none)
+-- needs: groups
 with
 
-groups as (select * from cosplace_groups()),
-
 final as (
-    select zone, northern, class_e, class_n, class_h, count(*) as images
-    from groups
-    group by all
-    having count(*) < 10
+    select zone, northern, class_e, class_n, class_h, class_images
+    from kept_classes
+    where class_images < $min_images_per_class
 )
 
 select * from final

@@ -1,4 +1,8 @@
-"""Descriptors, k-nearest neighbours and recall@N as CosPlace defines them (REFERENCE.md c).
+"""Recall@N as CosPlace defines it (REFERENCE.md c), and the descriptors and kNN it is computed from.
+
+The building blocks both commands share: ``vgtrain fit`` validates with :func:`evaluate` after
+every epoch, ``vgtrain eval`` (:mod:`vgtrain.eval`, which also writes predictions, recalls.json
+and the report) calls :func:`compute_descriptors` and :func:`recalls_from_hits`.
 
 Recall@N: a query counts as found at N if any of its top-N predictions is a positive
 (a database image within the threshold, as listed in the eval manifest); queries without
