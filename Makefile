@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install -q -c constraints-cpu.txt
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-all test-slow lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,18 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml constraints-cpu.txt
 	$(PIP) -e '.[dev,train,catalog]'
 	touch $@
 
+# The fast loop (< 3 min on 2 cores): every test not marked slow, on 2 pytest-xdist workers (a module's
+# tests stay on one worker, so its fixtures are built once). `make test-all` adds the slow ones
+# (training, DDP, kill -9 resume, the demo recipe): run it before a merge.
 test: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q -m "not slow" -n 2 --dist loadscope
+
+test-slow: $(VENV)/.dev
+	$(BIN)/pytest -q -m slow
+
+test-all: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q

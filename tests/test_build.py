@@ -154,6 +154,7 @@ def test_rerun_is_up_to_date_and_other_inputs_refused(raw_panos, tmp_path):
         build_catalog(BuildConfig(cat, panoramas=pano_dir, metadata=csv_path, quality=80))
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_fingerprint_as_one(raw_panos, tmp_path):
     pano_dir, csv_path = raw_panos
     one = build_catalog(BuildConfig(tmp_path / "a", panoramas=pano_dir, metadata=csv_path, workers=1, shard_size=2))
@@ -162,6 +163,7 @@ def test_two_workers_give_the_same_fingerprint_as_one(raw_panos, tmp_path):
     assert read(tmp_path / "a", "images") == read(tmp_path / "b", "images")
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_matches_uninterrupted(tmp_path):
     from raw_panoramas import make_raw_panoramas
 

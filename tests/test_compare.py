@@ -186,6 +186,7 @@ def evals(tiny_catalog, tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 def test_eval_writes_intervals_chance_and_fingerprint(evals):
     saved = json.loads((evals["m0_v2"] / "recalls.json").read_text())
     p = saved["protocol"]
@@ -214,6 +215,7 @@ def test_eval_writes_intervals_chance_and_fingerprint(evals):
     assert 'class="ci">[' in html and "Chance level" in html and "bootstrap intervals" in html
 
 
+@pytest.mark.slow
 def test_same_eval_set_same_fingerprint_other_set_differs(evals):
     fp = {k: json.loads((v / "recalls.json").read_text())["protocol"]["eval_set_fingerprint"]
           for k, v in evals.items() if isinstance(v, Path)}  # fmt: skip
@@ -221,6 +223,7 @@ def test_same_eval_set_same_fingerprint_other_set_differs(evals):
     assert fp["m0_v1"] != fp["m0_v2"]
 
 
+@pytest.mark.slow
 def test_compare_real_evals(evals):
     res = runner.invoke(vgtrain_app, ["compare", str(evals["m0_v2"]), str(evals["m1_v2"]), "--json"])
     assert res.exit_code == 0, res.output
@@ -240,6 +243,7 @@ def test_compare_real_evals(evals):
     assert "different eval sets" in out
 
 
+@pytest.mark.slow
 def test_eval_table_shows_intervals_and_chance(evals):
     text = evals["stdout"]
     assert "chance level" in text and "positives per query" in text

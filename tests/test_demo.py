@@ -81,6 +81,7 @@ def test_synth_key_names_command_generator_and_preset():
     assert demo.synth_key(demo.TINY) != key
 
 
+@pytest.mark.slow
 def test_a_current_render_is_kept_and_a_stale_one_renders_again(tmp_path):
     raw, catalog = tmp_path / "cat-raw", tmp_path / "cat"
     raw.mkdir()

@@ -51,6 +51,7 @@ def run(tiny_catalog, tmp_path_factory) -> tuple[Path, str]:
     return out, v.manifest
 
 
+@pytest.mark.slow
 def test_predictions_consistent_with_recalls(run, tmp_path):
     out, manifest = run
     report = run_eval(
@@ -69,6 +70,7 @@ def test_predictions_consistent_with_recalls(run, tmp_path):
     assert (tmp_path / "e" / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_cosplace_state_dict_and_init_weights(run, tmp_path):
     out, manifest = run
     sd = torch.load(out / "last.pt", weights_only=True)
@@ -90,6 +92,7 @@ def test_cosplace_state_dict_and_init_weights(run, tmp_path):
     assert init["protocol"]["checkpoint_sha256"] != ours["protocol"]["checkpoint_sha256"]
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line(run, tmp_path):
     out, manifest = run
     runner = CliRunner()
@@ -111,6 +114,7 @@ def test_bad_inputs_are_one_line(run, tmp_path):
     assert res.exit_code == 1 and "weights not found" in res.output
 
 
+@pytest.mark.slow
 def test_index_both_reports_the_recall_ivfpq_loses(run, tmp_path):
     out, manifest = run
     runner = CliRunner()
@@ -147,6 +151,7 @@ def test_index_both_reports_the_recall_ivfpq_loses(run, tmp_path):
     assert res.exit_code == 1 and "PQ m=7 must divide D=32" in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_several_eval_sets_share_the_database_descriptors(run, tiny_catalog, tmp_path):
     # v1 and v2 against the same database: one call, two folders, the database embedded once, and
     # every recall equal to what each eval set gives on its own.

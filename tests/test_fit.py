@@ -35,6 +35,7 @@ def small(manifests, out: Path, **kw) -> FitConfig:
     return FitConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_short_fit_loss_decreases_and_writes_checkpoints(manifests, tmp_path):
     summary = fit(small(manifests, tmp_path / "run", groups_num=1, epochs_num=3, iterations_per_epoch=8))
     losses = [h["loss"] for h in summary["history"]]
@@ -50,6 +51,7 @@ def test_short_fit_loss_decreases_and_writes_checkpoints(manifests, tmp_path):
     assert "aggregation.1.p" in weights and "backbone.0.weight" in weights
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(manifests, tmp_path):
     fit(small(manifests, tmp_path / "full", epochs_num=3))
     fit(small(manifests, tmp_path / "part", epochs_num=1))
@@ -80,6 +82,7 @@ def assert_two_rank_run(res: subprocess.CompletedProcess, out: Path) -> None:
     assert res.stdout.count("done in") == 2 and res.stdout.count("best val R@1") == 1  # only rank 0 logs
 
 
+@pytest.mark.slow
 def test_two_process_ddp_ends_with_identical_weights(manifests, tmp_path):
     """The one DDP entry: torchrun runs the `vgtrain` console script (the library never imports cli)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -90,6 +93,7 @@ def test_two_process_ddp_ends_with_identical_weights(manifests, tmp_path):
     assert_two_rank_run(res, tmp_path / "ddp")
 
 
+@pytest.mark.slow
 def test_nproc_relaunch_rebuilds_the_options_from_the_parsed_command(manifests, tmp_path):
     """`--nproc=2` (one token) is not passed on to the ranks, and an option value that reads `fit` is kept."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -130,6 +134,7 @@ def test_bad_manifest_and_too_few_groups_are_one_line(manifests, tmp_path):
     assert res.exit_code == 1 and "positive" in res.output
 
 
+@pytest.mark.slow
 def test_imprint_sets_each_row_to_the_mean_normalised_descriptor_of_its_class(manifests):
     """Expected rows from Pillow + torch directly (no vgtrain loader): mean of L2-normalised descriptors."""
     import numpy as np
@@ -162,6 +167,7 @@ def test_imprint_sets_each_row_to_the_mean_normalised_descriptor_of_its_class(ma
     assert torch.allclose(head.weight.norm(dim=1), torch.ones(len(classes)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_imprint_fit_resumes_to_the_uninterrupted_weights(manifests, tmp_path):
     kw = {"classifier_init": "imprint", "iterations_per_epoch": 4}
     fit(small(manifests, tmp_path / "full", epochs_num=3, **kw))

@@ -110,6 +110,7 @@ def test_torch_batch_equals_one_call(data, no_faiss):
 
 
 @needs_faiss
+@pytest.mark.slow
 def test_ivfpq_finds_true_neighbour_on_clustered_data():
     db, q, source = clustered(seed=1)
     spec = IndexSpec(kind="ivfpq", nlist=32, m=16, nprobe=8)

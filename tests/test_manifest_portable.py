@@ -76,6 +76,7 @@ def test_manifests_carry_a_version_relative_roots_and_the_location_hint(moved):
         assert meta["vgdata.catalog_location"] == str(moved["orig"].resolve())  # where it was written
 
 
+@pytest.mark.slow
 def test_copied_catalog_trains_and_evaluates_from_the_copy(moved, tmp_path):
     copy = moved["copy"]
     g = GroupsManifest.read(moved["groups"])
@@ -105,6 +106,7 @@ def test_copied_catalog_trains_and_evaluates_from_the_copy(moved, tmp_path):
     assert protocol["eval_set"] == str(moved["val"])
 
 
+@pytest.mark.slow
 def test_image_root_override_reaches_a_moved_folder(moved, tmp_path):
     copy = moved["copy"]
     elsewhere = tmp_path / "queries_v2_images"
@@ -133,6 +135,7 @@ def test_image_root_override_reaches_a_moved_folder(moved, tmp_path):
         (copy / "crops" / "queries_v2.away").rename(copy / "crops" / "queries_v2")
 
 
+@pytest.mark.slow
 def test_bad_image_root_is_one_line(moved, tmp_path):
     common = ["--out", str(tmp_path / "r"), "--device", "cpu", "--num-workers", "0"]
     res = vgtrain("fit", "--groups", str(moved["groups"]), "--val", str(moved["val"]), *common,
@@ -150,6 +153,7 @@ def test_bad_image_root_is_one_line(moved, tmp_path):
         parse_image_roots(["a=/x", "a=/y"])
 
 
+@pytest.mark.slow
 def test_unknown_format_version_is_one_line_and_format_1_is_still_read(moved, tmp_path):
     newer = rewrite_meta(moved["val"], moved["copy"] / "manifests" / "eval_newer.parquet",
                          **{"vgdata.manifest_format": "4"})  # fmt: skip

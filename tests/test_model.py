@@ -119,6 +119,7 @@ def test_resnet50_state_dict_is_cosplace():
     ]
 
 
+@pytest.mark.slow
 def test_vgg16_layout_and_freezing():
     model = GeoLocalizationNet("VGG16", 256)
     expected = []
@@ -388,6 +389,7 @@ def test_import_torchvision_models_and_transforms_work():
     assert out.shape == (2, 3, 32, 32) and torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_import_torchvision_in_a_fresh_interpreter():
     code = (
         "from vgtrain.compat import import_torchvision\n"

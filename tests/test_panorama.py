@@ -160,6 +160,7 @@ def test_windows_odd_side():
 
 
 @pytest.mark.parametrize("width", [3328, 1024])
+@pytest.mark.slow
 def test_windows_at_grid_multiples(width):
     """Pano headings that are (float approximations of) multiples of 360/W: boundary cases."""
     height = width // 2

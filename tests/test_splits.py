@@ -277,6 +277,7 @@ def test_val_values_match_the_reference(cat, rows):
     assert {i for (i,) in got} == database
 
 
+@pytest.mark.slow
 def test_val_is_deterministic_disjoint_and_covered(cat, rows):
     a = split_val(cat, name="val_a", size=80, seed=7)
     split_val(cat, name="val_b", size=80, seed=7)
@@ -355,6 +356,7 @@ def test_val_keeps_zones_apart(tmp_path):
 
 
 # ---------- persistence
+@pytest.mark.slow
 def test_splits_survive_write_views_and_a_moved_catalog(cat, tmp_path):
     split_years(cat, name="sfxl_star", **SFXL_STAR)
     split_test(cat)
@@ -465,6 +467,7 @@ def test_split_macros_are_read_from_the_shipped_sql_files(tmp_path):
     assert split_macros(tmp_path) == {"t": {"a": "name", "b": "float", "c": "any", "d": "int"}}
 
 
+@pytest.mark.slow
 def test_old_form_build_json_is_read_and_converted(cat, rows):
     """A build.json of the previous format ({kind, params, views}) still gives the same views."""
     split_years(cat, name="y", queries_from=2016, database_before=2015)
@@ -541,6 +544,7 @@ def test_val_needs_two_panoramas_with_coordinates(tmp_path):
     assert "splits" not in json.loads((tmp_path / "cat" / "build.json").read_text())
 
 
+@pytest.mark.slow
 def test_splits_on_a_built_catalog(tmp_path):
     """The real path: panoramas cut into crops by build-catalog, years from the CSV timestamps."""
     pano_dir, csv_path = make_raw_panoramas(tmp_path / "raw", n=10, width=416, years=(2009, 2011, 2013, 2016, 2019))

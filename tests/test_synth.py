@@ -52,6 +52,7 @@ def test_outputs_and_readme(tiny):
     assert gps[1] == "N" and gps[3] == "W" and 17 not in gps  # lat/lon, no heading (GPSImgDirection)
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_whatever_the_workers(tiny, tmp_path):
     again = tmp_path / "again"
     synth(SynthConfig(again, preset="tiny", seed=0, workers=2))
@@ -167,6 +168,7 @@ def test_origin_sets_zone_and_keeps_metres(tmp_path, origin, zone, letter):
     assert np.abs(la - lat).max() < 1e-7 and np.abs(lo - lon).max() < 1e-7
 
 
+@pytest.mark.slow
 def test_bergen_rendered_origin_ingests_in_zone_32v(tmp_path):
     out = tmp_path / "bergen"
     synth(SynthConfig(out, preset="tiny", seed=4, origin=(60.3913, 5.3221), workers=1))

@@ -6,6 +6,7 @@ import csv
 import hashlib
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cli import vgdata_app
@@ -20,6 +21,7 @@ def positions(root: Path) -> list[tuple[str, str]]:
     return [(r["lat"], r["lon"]) for r in csv.DictReader((root / "queries_v2.csv").open())]
 
 
+@pytest.mark.slow
 def test_queries_seed_changes_the_queries_only(tiny, tmp_path):
     held_out = tmp_path / "q1"
     synth(SynthConfig(held_out, preset="tiny", seed=0, queries_seed=1, workers=1))
@@ -39,6 +41,7 @@ def test_queries_seed_changes_the_queries_only(tiny, tmp_path):
     assert "queries_seed: 1\n" in (held_out / "README.txt").read_text()
 
 
+@pytest.mark.slow
 def test_queries_seed_equal_to_seed_is_the_default(tiny, tmp_path):
     same = tmp_path / "q0"
     res = CliRunner().invoke(
@@ -51,6 +54,7 @@ def test_queries_seed_equal_to_seed_is_the_default(tiny, tmp_path):
         assert (same / name).read_bytes() == (tiny / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_queries_only_writes_the_same_queries_and_no_panoramas(tiny, tmp_path):
     # --queries-only: the held-out set without rendering the city again; the same bytes as the full run.
     full, only = tmp_path / "full", tmp_path / "only"

@@ -268,6 +268,7 @@ def test_parallax_between_two_positions():
 
 
 @pytest.mark.parametrize("width", [512, 1024, 3328])
+@pytest.mark.slow
 def test_facade_top_and_bottom_rows(width):
     """The face y = 30 seen head-on from (15, 0): top at atan((15 - 2.5) / 30), foot at atan(-2.5 / 30)."""
     height = width // 2

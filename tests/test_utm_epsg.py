@@ -175,6 +175,7 @@ def built(tmp_path_factory) -> tuple[Path, dict[str, int | None]]:
     return root / "cat", expected
 
 
+@pytest.mark.slow
 def test_built_catalog_stores_utm_epsg_per_row(built):
     cat, expected = built
     parts = sorted((cat / "images").glob("database-*.parquet"))

@@ -68,6 +68,7 @@ def catalog_copy(tiny_catalog, tmp_path) -> Path:
     return dst
 
 
+@pytest.mark.slow
 def test_a_read_only_catalog_refuses_a_writer_in_one_line(catalog_copy):
     res = run_cli("vgdata", "split-val", catalog_copy, "--size", "2", unprivileged=True)
     one_line_error(res, "ermission denied", str(catalog_copy))
@@ -91,6 +92,7 @@ def test_an_unreadable_catalog_database_is_one_line(catalog_copy):
     one_line_error(res, "ermission denied", "catalog.duckdb")
 
 
+@pytest.mark.slow
 def test_eval_into_a_read_only_folder_is_one_line(catalog_copy, tmp_path):
     from vgdata.evalset import eval_set
 

@@ -666,6 +666,7 @@ def test_16_bit_query_photo_is_mid_grey(tmp_path):
 # ---------------------------------------------------------------- through the CLI: no traceback
 
 
+@pytest.mark.slow
 def test_cli_tiny_panorama_is_a_reject_not_an_abort(tmp_path):
     c = pano_tiny_8x4(tmp_path)
     p = run_cli("build-catalog", tmp_path / "cat", "--panoramas", c.build["panoramas"], "--metadata",
@@ -678,6 +679,7 @@ def test_cli_tiny_panorama_is_a_reject_not_an_abort(tmp_path):
     assert (out["panoramas"], out["images"], out["rejects_by_reason"]) == (2, 24, {"panorama too small": 1})
 
 
+@pytest.mark.slow
 def test_cli_duplicate_list_line_is_a_reject(tmp_path):
     c = images_duplicate_list_line(tmp_path)
     p = run_cli("build-catalog", tmp_path / "cat", "--images", c.build["images"], "--workers", "1")
@@ -686,6 +688,7 @@ def test_cli_duplicate_list_line_is_a_reject(tmp_path):
     assert "database: 0 panoramas, 3 images, 1 rejected" in p.stdout and "duplicate path" in p.stdout
 
 
+@pytest.mark.slow
 def test_cli_absurd_utm_is_a_reject(tmp_path):
     c = poses_absurd_easting(tmp_path)
     p = run_cli("add-queries", tmp_path / "cat", "--collection", "queries_v2", "--poses", c.build["poses"],

@@ -188,6 +188,7 @@ def fresh(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_cli_resume_reaches_the_uninterrupted_weights(runs):
     a, b = tensors(runs["full"] / "last.pt"), tensors(runs["part"] / "last.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -216,6 +217,7 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
     assert got[:3] == expected[:3] and torch.equal(got[3], expected[3])
 
 
+@pytest.mark.slow
 def test_random_init_warning_is_one_clean_line(runs):
     stderr = runs["first"].stderr
     warnings = [line for line in stderr.splitlines() if line.startswith("warning: ")]
@@ -224,6 +226,7 @@ def test_random_init_warning_is_one_clean_line(runs):
     assert [line for line in stderr.splitlines() if line.strip()] == warnings
 
 
+@pytest.mark.slow
 def test_meta_rewrite_is_atomic_and_names_the_saved_weights(runs):
     for run in ("full", "part"):
         folder = runs[run]
@@ -251,6 +254,7 @@ def test_no_unsafe_load_remains_in_the_repository():
 # ---------------------------------------------------------------- safe loading: the CLI refuses crafted pickles
 
 
+@pytest.mark.slow
 def test_cli_fit_resume_refuses_a_crafted_state_file(manifests, scratch, tmp_path):
     marker = tmp_path / "marker"
     write_evil(fresh(scratch / "last.state.pt"), marker)
@@ -263,6 +267,7 @@ def test_cli_fit_resume_refuses_a_crafted_state_file(manifests, scratch, tmp_pat
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_cli_eval_refuses_a_crafted_weights_file(manifests, scratch, tmp_path):
     marker = tmp_path / "marker"
     for name in ("best.pt", "last.pt"):
@@ -275,6 +280,7 @@ def test_cli_eval_refuses_a_crafted_weights_file(manifests, scratch, tmp_path):
     assert not marker.exists() and not (tmp_path / "e").exists()
 
 
+@pytest.mark.slow
 def test_cli_backbone_weights_refuses_a_crafted_file(manifests, tmp_path):
     marker = tmp_path / "marker"
     evil = write_evil(tmp_path / "resnet18.pth", marker, "torch.save", Touch, key="conv1.weight")
@@ -290,6 +296,7 @@ def test_cli_backbone_weights_refuses_a_crafted_file(manifests, tmp_path):
 
 @pytest.mark.parametrize("writer", sorted(WRITERS))
 @pytest.mark.parametrize("target", ["last.state.pt", "last.pt", "backbone-weights", "eval-file"])
+@pytest.mark.slow
 def test_crafted_pickle_is_refused_and_runs_nothing(manifests, scratch, tmp_path, writer, target):
     """What `fit --resume` (checkpoint.load), `--backbone-weights` (build_model) and `eval --weights` (load_model) read."""
     marker = tmp_path / "marker"
@@ -309,6 +316,7 @@ def test_crafted_pickle_is_refused_and_runs_nothing(manifests, scratch, tmp_path
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_state_file_with_numpy_objects_is_refused(manifests, scratch):
     """What an earlier vgtrain wrote (numpy's RNG state as an ndarray): refused, not unpickled."""
     state = tensors(scratch / "last.state.pt")
@@ -334,6 +342,7 @@ DAMAGES = {
 
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 @pytest.mark.parametrize("target", ["last.state.pt", "last.pt"])
+@pytest.mark.slow
 def test_damaged_checkpoint_is_one_line(scratch, damage, target):
     how, message = DAMAGES[damage]
     data = (scratch / target).read_bytes()
@@ -343,6 +352,7 @@ def test_damaged_checkpoint_is_one_line(scratch, damage, target):
     assert str(scratch / target) in str(e.value) and message in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_cli_eval_of_a_truncated_file_is_one_line(manifests, runs, tmp_path):
     broken = tmp_path / "model.pt"
     broken.write_bytes((runs["base"] / "last.pt").read_bytes()[:5000])
@@ -362,6 +372,7 @@ def test_cli_eval_of_a_truncated_file_is_one_line(manifests, runs, tmp_path):
         ("weights-of-another-model", "does not fit the model and schedule its last.meta.json describes (ModelError"),
     ],
 )
+@pytest.mark.slow
 def test_resume_from_a_damaged_run_is_one_line(manifests, scratch, fault, message):
     if fault == "no-state":
         (scratch / "last.state.pt").unlink()
@@ -416,6 +427,7 @@ MISMATCHES = {
 
 
 @pytest.mark.parametrize("name", sorted(MISMATCHES))
+@pytest.mark.slow
 def test_resume_refuses_another_setting(manifests, runs, name):
     value, message = MISMATCHES[name]
     base = runs["base"]
@@ -425,6 +437,7 @@ def test_resume_refuses_another_setting(manifests, runs, name):
     assert text.startswith(f"cannot resume {base}: {message}.") and f"see {base}/last.meta.json" in text
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_groups_manifest(manifests, runs, tiny_catalog):
     other = split_groups(GroupsConfig(tiny_catalog, min_images_per_class=1, groups_num=2, m=12)).manifest
     base = runs["base"]
@@ -434,12 +447,14 @@ def test_resume_refuses_another_groups_manifest(manifests, runs, tiny_catalog):
     assert f"than the run's {manifests[0]} (" in str(e.value)
 
 
+@pytest.mark.slow
 def test_resume_refuses_fewer_epochs_than_trained(manifests, runs):
     part = runs["part"]  # 2 epochs trained
     with pytest.raises(FitError, match=r"--epochs-num 1 ends before the 2 epoch\(s\) already trained"):
         fit(config(manifests, part, epochs_num=1, resume=str(part)))
 
 
+@pytest.mark.slow
 def test_cli_resume_mismatch_is_one_line_and_writes_nothing(manifests, runs):
     base = runs["base"]
     before = snapshot(base)
@@ -495,6 +510,7 @@ def test_unknown_backbone_and_device(manifests, tmp_path):
         ("index", "hnsw", "--index must be flat, ivfpq or both, got 'hnsw'"),
     ],
 )
+@pytest.mark.slow
 def test_eval_option_out_of_range(manifests, runs, tmp_path, option, value, message):
     cfg = EvalConfig(weights=str(runs["base"]), eval_set=manifests[1], out=str(tmp_path / "e"), device="cpu")
     with pytest.raises(EvalError) as e:
@@ -502,6 +518,7 @@ def test_eval_option_out_of_range(manifests, runs, tmp_path, option, value, mess
     assert str(e.value) == message and not (tmp_path / "e").exists()
 
 
+@pytest.mark.slow
 def test_manifest_of_the_other_kind(manifests, runs, tmp_path):
     groups, val = manifests
     with pytest.raises(ManifestError, match=f"eval manifest {re.escape(groups)} lacks columns role, idx, positives"):
@@ -521,6 +538,7 @@ def test_manifest_of_the_other_kind(manifests, runs, tmp_path):
         ("meta-missing", "best.pt has no best.meta.json beside it"),
     ],
 )
+@pytest.mark.slow
 def test_eval_weights_that_cannot_be_used(manifests, scratch, tmp_path, weights, message):
     if weights == "empty-folder":
         target = tmp_path / "empty"
@@ -543,6 +561,7 @@ def test_eval_weights_that_cannot_be_used(manifests, scratch, tmp_path, weights,
     assert message in str(e.value) and "\n" not in str(e.value) and not (tmp_path / "e").exists()
 
 
+@pytest.mark.slow
 def test_undecodable_image_in_a_worker_is_one_line(manifests, runs, tmp_path):
     """An eval image that fails in a DataLoader worker process: the worker's one line, not its traceback."""
     val = manifests[1]

@@ -252,6 +252,7 @@ def build(cat: Path, raw: tuple[Path, Path], **kw):
 # ---------- one writer per catalog: real processes
 
 
+@pytest.mark.slow
 def test_two_builds_of_different_inputs_into_one_collection_never_mix(raws, tmp_path):
     cat = tmp_path / "cat"
     logs = {k: tmp_path / f"build_{k}" for k in ("a", "b")}
@@ -279,6 +280,7 @@ def test_two_builds_of_different_inputs_into_one_collection_never_mix(raws, tmp_
     assert info["counts"] == {"panoramas": len(ids), "images": CROPS * len(ids), "rejects": 0}
 
 
+@pytest.mark.slow
 def test_build_catalog_and_add_queries_at_once_keep_both_collections(raws, tmp_path):
     cat = tmp_path / "cat"
     poses = write_poses(tmp_path / "poses")
@@ -299,6 +301,7 @@ def test_build_catalog_and_add_queries_at_once_keep_both_collections(raws, tmp_p
     assert got == [("database", CROPS * 4), ("queries_v2", 3)]
 
 
+@pytest.mark.slow
 def test_two_identical_builds_at_once_both_exit_0(raws, tmp_path):
     cat = tmp_path / "cat"
     logs = [tmp_path / "one", tmp_path / "two"]
@@ -328,6 +331,7 @@ NO_WAIT = {
 
 
 @pytest.mark.parametrize("command", sorted(NO_WAIT))
+@pytest.mark.slow
 def test_no_wait_fails_in_one_line_naming_the_holder(command, shared_cat, raws, tmp_path):
     cat = shared_cat
     poses = write_poses(tmp_path / "poses", n=1)
@@ -388,6 +392,7 @@ def test_readers_take_no_lock(shared_cat):
     assert [(c["collection"], c["images"]) for c in info["collections"]] == [("database", CROPS * 4), ("q", 3)]
 
 
+@pytest.mark.slow
 def test_the_lock_is_released_after_a_failure(shared_cat, tmp_path):
     cat = tmp_path / "cat"
     shutil.copytree(shared_cat, cat)
@@ -402,6 +407,7 @@ def test_the_lock_is_released_after_a_failure(shared_cat, tmp_path):
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.slow
 def test_a_stale_or_garbled_lock_file_never_blocks(shared_cat, tmp_path):
     cat = tmp_path / "cat"
     shutil.copytree(shared_cat, cat)
@@ -414,6 +420,7 @@ def test_a_stale_or_garbled_lock_file_never_blocks(shared_cat, tmp_path):
     assert sorted(json.loads((cat / "build.json").read_text())["splits"]) == ["t2017", "test_database"]
 
 
+@pytest.mark.slow
 def test_build_json_is_replaced_atomically_and_no_update_is_lost(shared_cat, tmp_path):
     cat = tmp_path / "cat"
     shutil.copytree(shared_cat, cat)
@@ -593,6 +600,7 @@ def test_an_import_folder_that_gains_files_is_not_up_to_date(shared_cat, tmp_pat
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.slow
 def test_killing_only_the_parent_leaves_no_worker_and_no_open_pipe(sig, raws, tmp_path):
     cat = tmp_path / "cat"
     pano_dir, csv_path = raws["big"]
@@ -618,6 +626,7 @@ def test_killing_only_the_parent_leaves_no_worker_and_no_open_pipe(sig, raws, tm
     assert not (cat / "build.json").exists() and lock_is_free(cat)
 
 
+@pytest.mark.slow
 def test_ctrl_c_still_keeps_finished_shards_and_says_interrupted(raws, tmp_path):
     cat = tmp_path / "cat"
     pano_dir, csv_path = raws["big"]
