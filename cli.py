@@ -149,6 +149,10 @@ def build_catalog_cmd(
     collection: Annotated[str, typer.Option(help="Collection the images join.")] = "database",
     quality: Annotated[int, typer.Option(help="JPEG quality of the crops (1-95).")] = 95,
     workers: Annotated[int, typer.Option(help="Worker processes; 0 = all cores.")] = 0,
+    executor: Annotated[str, typer.Option(help="Where shards run: local (process pool) or ray.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Running Ray cluster (--executor ray); default: a local one.")
+    ] = None,
     shard_size: Annotated[int, typer.Option(help="Panoramas per shard (the unit of resume).")] = 64,
     strict: Annotated[bool, typer.Option(help="Exit 1 if anything was rejected.")] = False,
     verify: Annotated[
@@ -172,6 +176,8 @@ def build_catalog_cmd(
         collection=collection,
         quality=quality,
         workers=workers,
+        executor=executor,
+        ray_address=ray_address,
         shard_size=shard_size,
         strict=strict,
         json_out=json_out,
@@ -325,6 +331,10 @@ def add_queries_cmd(
     short_side: Annotated[int, typer.Option(help="Resize so the shorter side is this many px (0 = keep).")] = 480,
     quality: Annotated[int, typer.Option(help="JPEG quality of the written queries (1-95).")] = 95,
     workers: Annotated[int, typer.Option(help="Worker processes; 0 = all cores.")] = 0,
+    executor: Annotated[str, typer.Option(help="Where shards run: local (process pool) or ray.")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Running Ray cluster (--executor ray); default: a local one.")
+    ] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 if anything was rejected.")] = False,
     verify: Annotated[
         bool, typer.Option(help="Tell changed source files by their bytes (sha256), not by size and mtime.")
@@ -347,6 +357,8 @@ def add_queries_cmd(
         short_side=short_side,
         quality=quality,
         workers=workers,
+        executor=executor,
+        ray_address=ray_address,
         strict=strict,
         json_out=json_out,
         verify=verify,
@@ -710,12 +722,13 @@ def fit_cmd(
 def eval_cmd(
     *,
     weights: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Run folder (best, else last), our .pt, a CosPlace state dict, or an untrained baseline: `imagenet` "
-            "(EfficientNetLite0 ImageNet backbone + GeM, no Linear) or `random` (random init, see --seed)."
+            "(EfficientNetLite0 ImageNet backbone + GeM, no Linear) or `random` (random init, see --seed). "
+            "Required unless --descriptors is given."
         ),
-    ],
+    ] = None,
     eval_set: Annotated[
         list[str],
         typer.Option(
@@ -746,6 +759,13 @@ def eval_cmd(
     rerank: Annotated[int, typer.Option(help="IVF-PQ candidates re-scored exactly (0: PQ distances).")] = 64,
     num_preds_to_save: Annotated[int, typer.Option(help="Queries shown in the report, wrong first.")] = 20,
     image_root: ImageRootOpt = None,
+    descriptors: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder written by `vgtrain embed` for this eval manifest: read its descriptors instead of "
+            "computing them (flat search streamed shard by shard). With --weights, they must come from it."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Recall@1/5/10/20 of a model on an eval manifest; writes predictions, recalls.json and report.html."""
@@ -757,7 +777,7 @@ def eval_cmd(
         weights=weights, eval_set=eval_set[0], out=out, backbone=backbone, seed=seed, fc_output_dim=fc_output_dim,
         image_size=image_size, batch_size=batch_size, num_workers=num_workers, device=device, index=index,
         ivfpq=IndexSpec(kind="ivfpq", nlist=nlist, m=pq_m, nbits=pq_nbits, nprobe=nprobe, rerank=rerank),
-        num_preds_to_save=num_preds_to_save, image_roots=parse_image_roots(image_root),
+        num_preds_to_save=num_preds_to_save, image_roots=parse_image_roots(image_root), descriptors=descriptors,
     )  # fmt: skip
     reports = run_evals(config, eval_set) if len(eval_set) > 1 else [run_eval(config)]
     if json_out:
@@ -797,6 +817,59 @@ def _print_eval(report: dict) -> None:
     )
     if report.get("report"):
         console.print(f"report: {report['report']}")
+
+
+@_command(vgtrain_app, "embed")
+def embed_cmd(
+    *,
+    weights: Annotated[
+        str, typer.Option(help="As `vgtrain eval --weights`: run folder, .pt, state dict, imagenet, random.")
+    ],
+    manifest: Annotated[
+        str, typer.Option(help="Eval manifest (database and queries) or groups manifest (its images).")
+    ],
+    out: Annotated[str, typer.Option(help="DESC_DIR: part-XXXXX.parquet shards and _meta.json.")],
+    backbone: Annotated[
+        str | None, typer.Option(help="Backbone of a plain state dict, or of `imagenet`/`random` (as eval).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="--weights random: torch.manual_seed before building the model.")] = 0,
+    fc_output_dim: Annotated[int, typer.Option(help="--weights random: descriptor dimension (Linear layer).")] = 512,
+    image_size: Annotated[int | None, typer.Option(help="Resize images to this square size (default native).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per descriptor batch.")] = 16,
+    num_workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="Stored descriptor type: float32 or float16.")] = "float32",
+    shard_size: Annotated[int, typer.Option(help="Images per shard (the unit of resume).")] = 4096,
+    executor: Annotated[str, typer.Option(help="Where shards run: local (this process) or ray (actors).")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Running Ray cluster (--executor ray); default: a local one.")
+    ] = None,
+    image_root: ImageRootOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Descriptors of every image of a manifest, in resumable Parquet shards (for `vgtrain eval --descriptors`)."""
+    from vgtrain.embed import EmbedConfig, run_embed
+    from vgtrain.manifest import parse_image_roots
+
+    config = EmbedConfig(
+        weights=weights, manifest=manifest, out=out, backbone=backbone, seed=seed, fc_output_dim=fc_output_dim,
+        image_size=image_size, batch_size=batch_size, num_workers=num_workers, device=device, dtype=dtype,
+        shard_size=shard_size, image_roots=parse_image_roots(image_root),
+        executor=executor, ray_address=ray_address,
+    )  # fmt: skip
+    try:
+        r = run_embed(config, progress=None if json_out else _plain_progress("shards"))
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished shards are kept; run the same command again to resume")
+        raise typer.Exit(130) from None
+    if json_out:
+        print(json.dumps(r, indent=2, default=str))
+        return
+    console.print(
+        f"{r['count']} images embedded ({r['dim']}-D {r['dtype']}) in {len(r['parts'])} shard(s): "
+        f"{r['written']} written, {r['skipped']} already done\ndescriptors: {out}",
+        highlight=False,
+    )
 
 
 @_command(vgtrain_app, "compare")

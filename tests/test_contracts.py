@@ -120,6 +120,7 @@ EVAL_VALUES = {
     "weights": "runs/a", "out": "evals/a", "backbone": "VGG16", "seed": 5, "fc_output_dim": 128,
     "image_size": 224, "batch_size": 4, "num_workers": 1, "device": "cpu", "index": "both", "nlist": 32,
     "pq_m": 16, "pq_nbits": 6, "nprobe": 4, "rerank": 10, "num_preds_to_save": 3, "image_roots": IMAGE_ROOTS[1],
+    "descriptors": "desc/a",
 }  # fmt: skip
 
 

@@ -82,7 +82,11 @@ class BuildConfig:
     shard_size: int = 64
     """Panoramas (or imported images x 64) per shard: the unit of work and of resume."""
     workers: int = 0
-    """Worker processes; 0 = all cores."""
+    """Worker processes; 0 = all cores (with ``ray_address``: all the cluster's CPUs)."""
+    executor: str = "local"
+    """Where the shards run: ``local`` (a process pool) or ``ray`` (Ray tasks); not part of the plan."""
+    ray_address: str | None = None
+    """Address of a running Ray cluster (``executor="ray"``); None = a local cluster of ``workers`` CPUs."""
     strict: bool = False
     """Fail (exit 1) when anything was rejected."""
     verify: bool = False
@@ -204,9 +208,10 @@ def _build_locked(config: BuildConfig, cat: Catalog, progress: ProgressFn | None
 
     if progress:
         progress(0, total)
-    workers = config.workers or jobs.default_workers()
+    workers = config.workers or (0 if config.ray_address else jobs.default_workers())
+    where = {"executor": config.executor, "ray_address": config.ray_address}  # not in the plan: resumable across
     stats = jobs.run_shards(
-        job_dir, shards, fn, workers=workers, size_of=size_of, on_done=on_done, keys=keys, match=match
+        job_dir, shards, fn, workers=workers, size_of=size_of, on_done=on_done, keys=keys, match=match, **where
     )
     if old_paths:  # crops of inputs that are gone or now rejected: never leave them in crops/<collection>
         _remove_crops(cat, collection, old_paths - _shard_paths(cat, collection, rerun))
@@ -381,6 +386,12 @@ def _check_config(c: BuildConfig) -> None:
         raise UsageError(f"--short-side must be >= 0, got {c.short_side}")
     if c.workers < 0:
         raise UsageError(f"--workers must be >= 0 (0 = all cores), got {c.workers}")
+    if c.executor not in ("local", "ray"):
+        raise UsageError(f"--executor must be local or ray, got {c.executor!r}")
+    if c.ray_address is not None and c.executor != "ray":
+        raise UsageError("--ray-address needs --executor ray")
+    if c.executor == "ray":  # the one-line error naming the extra, before any work
+        importlib.import_module("vgdata.ray_exec").import_ray()
     if c.panoramas is not None:
         from vgdata.panorama import PanoramaError, check_strip_params
 

@@ -24,6 +24,10 @@ die with this process whatever ends it (``kill -9`` included): on Linux each arm
 ``PR_SET_PDEATHSIG`` (SIGKILL), and a watchdog thread exits when its parent changes, so
 no orphan keeps working or holds the caller's pipes open. Ctrl-C reaches the whole
 process group as before: the finished shards keep their markers.
+
+``run_shards(..., executor="ray")`` runs the same shards as Ray tasks instead
+(:mod:`vgdata.ray_exec`, imported only then); markers and keys do not depend on the
+executor, so a job started on one resumes on the other.
 """
 
 from __future__ import annotations
@@ -194,6 +198,8 @@ def run_shards(
     on_done: Callable[[str, dict, int], None] | None = None,
     keys: Mapping[str, Mapping[str, str]] | None = None,
     match: Sequence[str] | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, dict]:
     """Run every shard that has no completion marker for this plan; return the stats of all shards.
 
@@ -203,6 +209,9 @@ def run_shards(
     ``keys[shard_id]`` (names -> key strings) are written into each marker, and ``match``
     names the keys a marker must share with the plan to count (default: all); see
     :func:`read_marker`. Without ``keys`` any marker counts (the caller keys ``job_dir``).
+    ``executor`` runs the pending shards on the local pool (``"local"``, :func:`local_map`) or
+    as Ray tasks (``"ray"``, :func:`vgdata.ray_exec.ray_map`, on the cluster at ``ray_address``
+    or a local one of ``workers`` CPUs): the same shard function, markers and keys on both.
     """
     job_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = {}
@@ -225,7 +234,13 @@ def run_shards(
         return None if keys is None else keys[shard_id]
 
     calls = [(fn, str(job_dir), shard_id, payload, key_of(shard_id)) for shard_id, payload in pending]
-    for _, (shard_id, stats) in local_map(_run_and_mark, calls, workers=workers):
+    if executor == "ray" and calls:
+        from vgdata.ray_exec import ray_map
+
+        mapped = ray_map(_run_and_mark, calls, workers=workers, address=ray_address)
+    else:
+        mapped = local_map(_run_and_mark, calls, workers=workers)
+    for _, (shard_id, stats) in mapped:
         results[shard_id] = stats
         if on_done:
             on_done(shard_id, stats, sizes[shard_id])

@@ -10,6 +10,9 @@ matmul+topk without faiss) and reports recall@1/5/10/20 as CosPlace defines it: 
 found at N when a positive is among its top N; queries without positives stay in the
 denominator. Writes ``predictions.parquet``, ``recalls.json`` (recalls + protocol) and
 ``report.html`` in ``--out``, each atomically (:func:`vgtrain.fsio.atomic_path`).
+With ``--descriptors DESC_DIR`` (written by ``vgtrain embed``, :mod:`vgtrain.descriptors`) the
+descriptors are read instead of computed and the flat search streams the database shard by shard
+(:func:`vgtrain.knn.search_streamed`); the outputs are the same.
 
 Weights: a run folder (``best``, else ``last``), a ``<tag>.pt`` of ours (model rebuilt from its
 ``<tag>.meta.json``), or a CosPlace-layout state dict (``--backbone``; the descriptor size is
@@ -34,7 +37,7 @@ import torch
 
 from vgtrain.errors import CheckpointError, VgtrainError
 from vgtrain.fsio import atomic_path, atomic_write_text
-from vgtrain.knn import NO_FAISS_IVFPQ, IndexSpec, _check_ivfpq, _faiss, search
+from vgtrain.knn import NO_FAISS_IVFPQ, IndexSpec, _check_ivfpq, _faiss, search, search_streamed
 from vgtrain.recall import RECALL_VALUES, compute_descriptors, recalls_from_hits
 
 
@@ -42,8 +45,9 @@ from vgtrain.recall import RECALL_VALUES, compute_descriptors, recalls_from_hits
 class EvalConfig:
     """Parameters of ``vgtrain eval``."""
 
-    weights: str
-    """Run folder, checkpoint .pt (ours or CosPlace's state dict), ``imagenet`` or ``random`` (untrained baselines)."""
+    weights: str | None
+    """Run folder, checkpoint .pt (ours or CosPlace's state dict), ``imagenet`` or ``random`` (untrained baselines);
+    None only with ``descriptors``."""
     eval_set: str
     """Eval manifest (``vgdata eval-set``)."""
     out: str
@@ -71,6 +75,9 @@ class EvalConfig:
     image_roots: dict[str, str] = field(default_factory=dict)
     """``--image-root COLLECTION=DIR`` overrides: collection -> absolute image folder (:mod:`vgtrain.manifest`
     states how roots resolve without one)."""
+    descriptors: str | None = None
+    """Folder written by ``vgtrain embed`` for this eval manifest: its descriptors are read instead of computed
+    (flat search streamed shard by shard); with ``weights`` too, they must come from that checkpoint."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,6 +214,8 @@ def run_evals(config: EvalConfig, eval_sets: list[str]) -> list[dict[str, Any]]:
     """
     from vgtrain.manifest import EvalManifest, check_image_roots
 
+    if config.descriptors is not None and len(eval_sets) > 1:
+        raise EvalError("--descriptors holds one eval manifest's descriptors: give one --eval-set with it")
     names = [eval_set_name(e) for e in eval_sets]
     if len(set(names)) != len(names):
         raise EvalError(f"two eval sets share a name ({', '.join(names)}): their folders under --out would clash")
@@ -250,14 +259,24 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
     if not manifest.queries:
         raise EvalError(f"{config.eval_set} has no query images; rebuild it with `vgdata eval-set`")
     shared = {} if _shared is None else _shared
-    if "model" not in shared:
-        shared["model"] = load_model(config)
-    model, args, weights_path, digest, meta = shared["model"]
+    stored = None
+    if config.descriptors is not None:
+        from vgtrain.descriptors import stored_for_eval
+
+        stored = stored_for_eval(config, manifest, shared, load_model)
+        args, weights_path, digest, meta, dim = stored.model_info
+    else:
+        if config.weights is None:
+            raise EvalError("--weights is required (or --descriptors DESC_DIR from `vgtrain embed`)")
+        if "model" not in shared:
+            shared["model"] = load_model(config)
+        model, args, weights_path, digest, meta = shared["model"]
+        dim = model.descriptor_dim
     if config.index != "flat":  # before the descriptors: an IVF-PQ that cannot be built fails now, not after them
         if _faiss() is None:
             raise EvalError(f"--index {config.index}: {NO_FAISS_IVFPQ}")
         try:
-            _check_ivfpq(config.ivfpq, len(manifest.database), model.descriptor_dim)
+            _check_ivfpq(config.ivfpq, len(manifest.database), dim)
         except ValueError as e:
             raise EvalError(f"--index {config.index}: {e}") from None
     warning = None
@@ -267,18 +286,21 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
             f"the eval manifest comes from catalog version {manifest.catalog_fingerprint[:12]}, the model was "
             f"validated on {trained_on[:12]}: another catalog or a rebuilt one"
         )
-    model = model.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and GPU
     common = {"image_size": config.image_size, "batch_size": config.batch_size, "num_workers": config.num_workers}
     t0 = time.perf_counter()
     db_key = (tuple(manifest.database), config.image_size)
-    reused = shared.get("db_key") == db_key
-    if not reused:
-        shared["db"] = compute_descriptors(
-            model, manifest.database, sizes=manifest.database_sizes, device=device, **common
-        )
-        shared["db_key"] = db_key
-    db = shared["db"]
-    q = compute_descriptors(model, manifest.queries, sizes=manifest.query_sizes, device=device, **common)
+    reused = stored is None and shared.get("db_key") == db_key
+    if stored is not None:  # database streamed by the flat search (or read whole for IVF-PQ), queries read
+        db, q = stored.database, stored.queries
+    else:
+        model = model.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU (oneDNN) and GPU
+        if not reused:
+            shared["db"] = compute_descriptors(
+                model, manifest.database, sizes=manifest.database_sizes, device=device, **common
+            )
+            shared["db_key"] = db_key
+        db = shared["db"]
+        q = compute_descriptors(model, manifest.queries, sizes=manifest.query_sizes, device=device, **common)
     t_desc = time.perf_counter() - t0
     k = min(max(RECALL_VALUES), len(manifest.database))
     results, predictions = {}, None
@@ -314,7 +336,7 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
         "chance_level": 100.0 * mean_positives / len(manifest.database),
         "eval_set_fingerprint": manifest.set_fingerprint,
         "threshold_m": manifest.params.get("threshold"),
-        "image_size": config.image_size or "native",
+        "image_size": (stored.image_size if stored is not None else config.image_size) or "native",
         "model": args,
         "checkpoint": str(weights_path.resolve()) if weights_path is not None else None,  # None: --weights random
         "checkpoint_sha256": digest,
@@ -355,7 +377,12 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
     return report
 
 
-def _search(db: np.ndarray, q: np.ndarray, k: int, kind: str, config: EvalConfig):
+def _search(db, q: np.ndarray, k: int, kind: str, config: EvalConfig):
+    """kNN of ``q`` in ``db``: an array, or stored descriptors (flat: streamed shard by shard; IVF-PQ: read whole)."""
+    if not isinstance(db, np.ndarray):
+        if kind == "flat":
+            return search_streamed(db.shards(), q, k)
+        db = db.array()
     return search(db, q, k, replace(config.ivfpq, kind=kind))  # options checked in run_eval
 
 

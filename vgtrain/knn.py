@@ -16,6 +16,8 @@ rows of ``database``.
   ``max(rerank, k)`` IVF-PQ candidates are re-scored by exact distance to the database rows
   (IVFADC+R, Jegou et al. 2011), which removes the error of the PQ codes from the ranking and
   makes the returned distances exact; it reads only the candidates' rows of ``database``.
+* :func:`search_streamed` is ``flat`` over a database given shard by shard (stored descriptors):
+  memory holds one shard and the queries' running top k.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -268,3 +271,39 @@ def _torch_flat(database: np.ndarray, queries: np.ndarray, k: int, batch: int) -
             dist[s : s + len(q)] = top_d.numpy()
             idx[s : s + len(q)] = top_i.numpy()
     return dist, idx
+
+
+def search_streamed(
+    shards: Iterable[tuple[np.ndarray, np.ndarray]], queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (flat) kNN over a database given shard by shard: (distances, indices), each (Q, min(k, N)).
+
+    ``shards`` yields ``(ids, rows)``: int64 ids (n,) of the shard's rows (their database index)
+    and their (n, D) descriptors. Each shard is searched with :func:`search` (flat) and its top k
+    merged into the running top k, ordered by (distance, id): memory holds one shard plus
+    Q x 2k candidates, never the whole database. Equal to :func:`search` on the concatenated
+    database except that tied distances are ordered by the smaller id.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    queries = _as_rows("queries", queries)
+    best_d = np.full((len(queries), k), np.inf, dtype=np.float32)
+    best_i = np.full((len(queries), k), -1, dtype=np.int64)
+    total = 0
+    for ids, rows in shards:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            continue
+        if len(ids) != len(rows):
+            raise ValueError(f"shard has {len(ids)} ids for {len(rows)} rows")
+        total += len(ids)
+        dist, local = search(rows, queries, min(k, len(ids)))
+        cand_d = np.concatenate([best_d, dist], axis=1)
+        cand_i = np.concatenate([best_i, ids[local]], axis=1)
+        order = np.lexsort((cand_i, cand_d), axis=1)[:, :k]  # by distance, then by id
+        best_d = np.take_along_axis(cand_d, order, axis=1)
+        best_i = np.take_along_axis(cand_i, order, axis=1)
+    if total == 0:
+        raise ValueError("empty database")
+    k = min(k, total)
+    return np.ascontiguousarray(best_d[:, :k]), np.ascontiguousarray(best_i[:, :k])
