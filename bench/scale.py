@@ -12,7 +12,9 @@ Prints:
      decoding in that process too; ``--embed-threads`` torch threads, default 1 = a per-core rate,
      which also keeps a loaded machine from thrashing torch's thread pool) on the crops of that
      catalog through an eval manifest (database = queries = the crops), EfficientNet-Lite0 if timm
-     is installed else ResNet18, model loaded before timing;
+     is installed else ResNet18, model loaded before timing; then, at the smallest size, one local
+     process with ``--workers`` torch threads against ``--executor ray`` on a ``--workers``-CPU Ray
+     cluster (one actor per CPU; actor start and model loads included in its time);
   3. peak memory (VmHWM, each in a fresh subprocess) of the streamed flat search
      (``vgtrain.knn.search_streamed`` over .npy shards) against the in-memory one
      (``vgtrain.knn.search`` on the concatenated database), asserting identical top-k;
@@ -135,6 +137,39 @@ def embed_rates(
         images = int(meta["count"])
         shutil.rmtree(out, ignore_errors=True)
     return f"{backbone} ({weights} weights)", images, rates
+
+
+def embed_local_vs_ray(catalog: Path, size: int, workers: int, batch: int) -> tuple[float, float]:
+    """(local, ray) images/s of run_embed at ``size`` px on ``workers`` cores: one local process with
+    ``workers`` torch threads vs a ``workers``-CPU Ray cluster (one actor per CPU, one thread each, as
+    Ray sets OMP_NUM_THREADS=1). The Ray time includes starting the actors and loading the model in each
+    (the cluster itself is started before timing)."""
+    import ray
+    import torch
+
+    from vgtrain.embed import EmbedConfig, _model, run_embed
+
+    manifest = str(catalog / "manifests" / "eval_scale.parquet")
+    backbone, weights = pick_backbone()
+    rates = []
+    for executor in ("local", "ray"):
+        out = OUT / f"scale-desc-{executor}"
+        shutil.rmtree(out, ignore_errors=True)
+        config = EmbedConfig(weights=weights, manifest=manifest, out=str(out), backbone=backbone, image_size=size,
+                             batch_size=batch, num_workers=0, device="cpu", shard_size=256,
+                             executor=executor)  # fmt: skip
+        if executor == "local":
+            torch.set_num_threads(workers)
+            _model(config.weights_spec(), "cpu")
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        start = time.perf_counter()
+        meta = run_embed(config)
+        rates.append(meta["count"] / (time.perf_counter() - start))
+        if executor == "ray":
+            ray.shutdown()
+        shutil.rmtree(out, ignore_errors=True)
+    return rates[0], rates[1]
 
 
 # ----------------------------------------------------------------------------- 3. kNN memory
@@ -288,6 +323,13 @@ def main() -> None:
     print(f"   {args.embed_workers} DataLoader workers, batch {args.batch_size}, torch threads {_threads()}")
     for size, rate in rates.items():
         print(f"  {size:4d} px  {rate:8.1f} images/s")
+    size = min(args.image_size)
+    e_local, e_ray = embed_local_vs_ray(catalog, size, args.workers, args.batch_size)
+    print(
+        f"  {size} px on {args.workers} cores: local (1 process, {args.workers} threads) {e_local:.1f} images/s, "
+        f"--executor ray ({args.workers} actors, actor start and model loads included) {e_ray:.1f} images/s, "
+        f"ratio ray/local {e_ray / e_local:.2f}"
+    )
 
     mem = knn_memory(args.db_n, args.queries, args.dim, args.k, args.shard_rows)
     db_mib = args.db_n * args.dim * 4 / 2**20
