@@ -254,7 +254,7 @@ def manifest(con, rows: list[tuple]) -> None:
 
 
 def test_manifest_audits_catch_a_broken_manifest(con):
-    con.execute(f"create temp table no_kept as select {KEPT_COLUMNS} from cosplace_kept_classes() limit 0")
+    con.execute(f"create temp table no_kept as select {KEPT_COLUMNS}, utm_epsg from cosplace_kept_classes() limit 0")
     kept(con, [(0, 0, 0, 0, 0, 2), (5, 0, 0, 0, 1, 1), (1, 0, 0, 1, 0, 1)])
     good = [(0, 0, 1, 3.0, 4.0, 10.0), (0, 0, 2, 9.99, 0.0, 29.9), (0, 1, 3, 55.0, 1.0, 0.0), (1, 0, 4, 10.0, 0.0, 0.0)]
     manifest(con, good)

@@ -1,8 +1,8 @@
 -- grain: one row per image of a kept class, with its class, group, group_rank and class_index
 -- (semantics in cosplace_3_kept_classes.sql).
-create or replace macro cosplace_groups(
-    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, coll := 'database'
-) as table
+--
+---------- images of the kept classes in `kept_table`, with cosplace_groups()' columns
+create or replace macro groups_images(kept_table, m := 10, alpha := 30, coll := 'database') as table
 with
 
 classes as (
@@ -10,18 +10,16 @@ classes as (
 ),
 
 kept_classes as (
-    select * from cosplace_kept_classes(
-        m := m, alpha := alpha, n := n, l := l, min_images_per_class := min_images_per_class, coll := coll
-    )
+    select * from query_table(kept_table)
 ),
 
 final as (
     select
         c.image_id,
         c.path,
-        c.utm_epsg,
         c.zone,
         c.northern,
+        c.utm_epsg,
         c.utm_east,
         c.utm_north,
         c.heading,
@@ -44,3 +42,17 @@ final as (
 )
 
 select * from final;
+
+---------- the same from the class macro: one materialised class table, then groups_images()
+create or replace macro cosplace_groups(
+    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, coll := 'database'
+) as table
+with
+
+cosplace_groups_kept as materialized (
+    select * from cosplace_kept_classes(
+        m := m, alpha := alpha, n := n, l := l, min_images_per_class := min_images_per_class, coll := coll
+    )
+)
+
+select * from groups_images('cosplace_groups_kept', m := m, alpha := alpha, coll := coll);

@@ -1,13 +1,11 @@
 -- grain: one row per group (kept classes only), in CosPlace's order
-create or replace macro cosplace_summary(
-    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, coll := 'database'
-) as table
+--
+---------- one row per group of `kept_table`, in CosPlace's order (cosplace_summary()'s columns)
+create or replace macro groups_summary(kept_table) as table
 with
 
 kept_classes as (
-    select * from cosplace_kept_classes(
-        m := m, alpha := alpha, n := n, l := l, min_images_per_class := min_images_per_class, coll := coll
-    )
+    select * from query_table(kept_table)
 ),
 
 final as (
@@ -18,3 +16,17 @@ final as (
 )
 
 select * from final;
+
+---------- the same from the class macro
+create or replace macro cosplace_summary(
+    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, coll := 'database'
+) as table
+with
+
+cosplace_summary_kept as materialized (
+    select * from cosplace_kept_classes(
+        m := m, alpha := alpha, n := n, l := l, min_images_per_class := min_images_per_class, coll := coll
+    )
+)
+
+select * from groups_summary('cosplace_summary_kept');
