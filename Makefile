@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.dev: $(BIN)/python pyproject.toml constraints-cpu.txt
-	$(PIP) -e '.[dev,train,catalog,ray]'
+	$(PIP) -e '.[dev,train,catalog,ray,datasets]'
 	touch $@
 
 # The fast loop (< 3 min on 2 cores): every test not marked slow, on 2 pytest-xdist workers (a module's

@@ -29,7 +29,7 @@ import json
 import shutil
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ SOURCES = {
     "images": "vgdata.sources.at_folder",
     "photos": "vgdata.sources.photos",
     "poses": "vgdata.sources.poses",
+    "dataset": "vgdata.sources.native",
 }
 """Source kinds and their modules (``describe``, ``plan``, ``run_shard``)."""
 
@@ -69,6 +70,12 @@ class BuildConfig:
     """CSV of query images with 6DoF poses (SF-XL test v2 style)."""
     poses_images: Path | None = None
     """Folder the ``path`` column of ``poses`` is relative to (default: the CSV's folder)."""
+    dataset: str | None = None
+    """A public dataset in its own layout (``--from``): msls, pitts, tokyo247, gsv-cities, osv5m, sfxl, svox, nordland."""
+    dataset_root: Path | None = None
+    """The dataset's folder, as shipped (``--from <dataset> DIR``)."""
+    only: list[str] | None = None
+    """With ``dataset``: build only these of its collections (default: every one found)."""
     short_side: int = 480
     """Query photos/poses images are resized so their shorter side is this many pixels (0 = keep)."""
     collection: str = "database"
@@ -96,7 +103,7 @@ class BuildConfig:
 
     @property
     def kind(self) -> str:
-        """Which source this config names: panoramas, images, photos or poses."""
+        """Which source this config names: panoramas, images, photos, poses or dataset."""
         given = [k for k in SOURCES if getattr(self, k) is not None]
         return given[0] if len(given) == 1 else ""
 
@@ -137,10 +144,33 @@ def build_catalog(config: BuildConfig, progress: ProgressFn | None = None) -> Bu
     cat = Catalog(config.catalog)
     cat.root.mkdir(parents=True, exist_ok=True)
     with writer_lock(cat.root, task=f"build collection {config.collection!r}", wait=config.wait):
-        return _build_locked(config, cat, progress)
+        return build_locked(config, cat, progress)
 
 
-def _build_locked(config: BuildConfig, cat: Catalog, progress: ProgressFn | None) -> BuildResult:
+def build_dataset(config: BuildConfig, progress: ProgressFn | None = None) -> list[BuildResult]:
+    """Build every collection of a public dataset (``config.dataset``, ``config.dataset_root``), one by one.
+
+    The dataset's files are read once (:mod:`vgdata.sources.native`); each collection is then an
+    ordinary build (resumable, fingerprinted, audited). ``config.only`` picks some collections.
+    """
+    from vgdata.sources.native import read_dataset
+
+    _check_config(config)
+    cat = Catalog(config.catalog)
+    cat.root.mkdir(parents=True, exist_ok=True)
+    with writer_lock(cat.root, task=f"import {config.dataset} collections", wait=config.wait):
+        names = [c.name for c in read_dataset(config.dataset, config.dataset_root, fresh=True)]
+        unknown = sorted(set(config.only or []) - set(names))
+        if unknown:
+            raise UsageError(
+                f"{config.dataset} in {config.dataset_root} has no {', '.join(unknown)}; have {', '.join(names)}"
+            )
+        chosen = [n for n in names if not config.only or n in config.only]
+        return [build_locked(replace(config, collection=n), cat, progress) for n in chosen]
+
+
+def build_locked(config: BuildConfig, cat: Catalog, progress: ProgressFn | None) -> BuildResult:
+    """Build one collection; the caller holds the catalog's writer lock."""
     collection = config.collection
     kind = config.kind
     source_mod = _source_module(kind)
@@ -270,7 +300,7 @@ def _drop_unplanned_shards(cat: Catalog, collection: str, job_dir: Path, planned
     """Delete the parts, markers (and our crops) of shards the new plan no longer has."""
     gone = {
         _shard_of(p, collection)
-        for table in ("images", "panoramas", "rejects")
+        for table in ("images", "panoramas", "rejects", "attributes")
         for p in cat.parts(table, collection)
         if _shard_of(p, collection) not in planned | {PLAN_SHARD}
     }
@@ -280,7 +310,7 @@ def _drop_unplanned_shards(cat: Catalog, collection: str, job_dir: Path, planned
     if _cut_by_us(collection, image_root):
         _remove_crops(cat, collection, _shard_paths(cat, collection, sorted(gone)))
     for sid in gone:
-        for table in ("images", "panoramas", "rejects"):
+        for table in ("images", "panoramas", "rejects", "attributes"):
             cat.part_path(table, collection, sid).unlink(missing_ok=True)
         jobs.marker_path(job_dir, sid).unlink(missing_ok=True)
 
@@ -362,7 +392,15 @@ def _store_collection(cat: Catalog, collection: str, info: dict) -> dict:
 
 def _check_config(c: BuildConfig) -> None:
     if not c.kind:
-        raise UsageError("give exactly one of --panoramas DIR --metadata CSV, --images DIR, --photos DIR, --poses CSV")
+        raise UsageError(
+            "give exactly one of --panoramas DIR --metadata CSV, --images DIR, --photos DIR, --poses CSV, --from DATASET DIR"
+        )
+    if c.dataset is not None:
+        from vgdata.sources.native import dataset_module
+
+        dataset_module(c.dataset)  # the one-line error naming the known datasets
+        if c.dataset_root is None or not c.dataset_root.is_dir():
+            raise UsageError(f"{c.dataset} folder not found: {c.dataset_root}")
     if c.panoramas is not None:
         if c.metadata is None:
             raise UsageError("--panoramas needs --metadata CSV (pano_id, lat, lon, heading, timestamp)")
@@ -409,7 +447,7 @@ def _source_module(kind: str):
 
 
 def _discard_partial(cat: Catalog, collection: str, job_dir: Path) -> None:
-    for table in ("images", "panoramas", "rejects"):
+    for table in ("images", "panoramas", "rejects", "attributes"):
         for p in cat.parts(table, collection):
             p.unlink()
     shutil.rmtree(job_dir, ignore_errors=True)

@@ -69,7 +69,33 @@ REJECTS = pa.schema(
     ]
 )
 
-TABLES = {"images": IMAGES, "panoramas": PANORAMAS, "rejects": REJECTS}
+ATTRIBUTES = pa.schema(
+    [
+        ("image_id", pa.int64()),
+        ("collection", pa.string()),
+        ("dataset", pa.string()),  # the native source: msls, pitts, tokyo247, gsv-cities, osv5m, sfxl, svox, nordland
+        ("split", pa.string()),  # the dataset's own split: train, val, test
+        ("city", pa.string()),  # the dataset's city or region folder, verbatim (MSLS 'cph', gsv-cities 'London')
+        ("sequence_id", pa.string()),  # a capture sequence (MSLS sequence_key, OSV-5M sequence), as text
+        ("frame", pa.int32()),  # position in the sequence (MSLS frame_number, Nordland frame index)
+        ("place_id", pa.string()),  # the dataset's own place label (gsv-cities place_id, Pittsburgh place)
+        ("night", pa.bool_()),  # captured at night (MSLS night flag; SF-XL/SVOX night query sets)
+        ("is_pano", pa.bool_()),  # a 360-degree panorama frame (MSLS pano)
+        ("view_direction", pa.string()),  # relative to the vehicle: Forward, Backward, Sideways (MSLS)
+        ("coords_synthetic", pa.bool_()),  # positions made up to encode an identity ground truth (Nordland)
+        ("source_east", pa.float64()),  # the dataset's own easting, metres, verbatim (MSLS, Pittsburgh, Tokyo)
+        ("source_north", pa.float64()),  # the dataset's own northing, metres, verbatim
+        ("source_name", pa.string()),  # the image's name in the dataset's metadata when it differs from path
+    ]
+)
+"""Dataset attributes: one row per image imported by a native source (``--from``), keyed by image_id.
+
+These columns are shared by every dataset (null where one has no such field); a dataset adds its
+own typed columns, prefixed with its name (``msls_unique_cluster``, ``osv5m_country``), documented
+in its module (``vgdata/sources/ds_<name>.py``). The ``attributes`` view reads every part with
+``union_by_name``, so one dataset's columns are null on another's rows."""
+
+TABLES = {"images": IMAGES, "panoramas": PANORAMAS, "rejects": REJECTS, "attributes": ATTRIBUTES}
 
 
 def empty(schema: pa.Schema) -> pa.Table:

@@ -80,7 +80,7 @@ SFXL_STAR: dict[str, int] = {"queries_from": 2011}
 SFXL_STAR_STAR: dict[str, int] = {"queries_from": 2016, "database_before": 2015}
 """SF-XL**: queries taken after 2015 (2016 on), database before 2015 (2014 and before)."""
 
-RESERVED = {"images", "panoramas", "rejects"}
+RESERVED = {"images", "panoramas", "rejects", "attributes"}
 """View names of the catalog's own tables; a split view may not take them."""
 
 

@@ -103,13 +103,41 @@ def plan(config, cat) -> tuple[list[tuple[str, dict]], pa.Table, str]:
     return cut_shards(cat.root, config.collection, paths, size, {"folder": root}), rejects, root
 
 
-def probe_shard(payload: dict) -> dict:
-    """Parse the names of one shard of images, read their headers, write its parts.
+def probe_header(full: Path) -> tuple[int, int] | tuple[str, str]:
+    """``(width, height)`` of an image imported in place, read from its header, or ``(reason, detail)``.
 
-    ``payload``: ``catalog``, ``collection``, ``shard``, ``folder``, ``items`` (relative paths).
+    The reasons: ``file not found``, ``unreadable image``, ``unsupported pixel mode`` (16-bit
+    greyscale would read as white; ``I``/``F`` have no known levels) and ``EXIF-rotated image``
+    (it would be read on its side: imports are used as they are, read without turning).
     """
     from PIL import Image
 
+    try:
+        with Image.open(full) as im:
+            width, height = im.size
+            mode, orientation = im.mode, exif_orientation(im)
+    except FileNotFoundError:
+        return "file not found", str(full)
+    except decode_errors() as e:
+        return "unreadable image", f"{type(e).__name__}: {e}"
+    if mode not in RGB_CONVERTIBLE:
+        detail = unsupported_mode_detail(mode)
+        if mode.startswith("I;16"):
+            detail = f"mode {mode}: 16-bit greyscale is imported in place and would read as white; convert it to 8-bit"
+        return "unsupported pixel mode", detail
+    if orientation != 1:
+        return "EXIF-rotated image", (
+            f"EXIF orientation {orientation}: images are imported in place and read without turning; "
+            "rotate the pixels and drop the tag first (e.g. exiftran -ai, or build from the raw photos)"
+        )
+    return width, height
+
+
+def probe_tables(payload: dict) -> dict[str, pa.Table]:
+    """Parse the names of one shard of images and read their headers: its images, panoramas, rejects tables.
+
+    ``payload``: ``catalog``, ``collection``, ``shard``, ``folder``, ``items`` (relative paths).
+    """
     from vgdata.names import NameFormatError, parse_name
 
     collection, folder = payload["collection"], Path(payload["folder"])
@@ -138,33 +166,11 @@ def probe_shard(payload: dict) -> dict:
             if mismatch is not None:  # a letter of the wrong band, or the wrong hemisphere
                 reject(str(full), "band letter inconsistent", mismatch)
                 continue
-        try:
-            with Image.open(full) as im:
-                width, height = im.size
-                mode, orientation = im.mode, exif_orientation(im)
-        except FileNotFoundError:
-            reject(str(full), "file not found", str(full))
+        probed = probe_header(full)
+        if isinstance(probed[0], str):
+            reject(str(full), *probed)
             continue
-        except decode_errors() as e:
-            reject(str(full), "unreadable image", f"{type(e).__name__}: {e}")
-            continue
-        if mode not in RGB_CONVERTIBLE:
-            detail = unsupported_mode_detail(mode)
-            if mode.startswith("I;16"):
-                detail = (
-                    f"mode {mode}: 16-bit greyscale is imported in place and would read as white; convert it to 8-bit"
-                )
-            reject(str(full), "unsupported pixel mode", detail)
-            continue
-        if orientation != 1:
-            reject(
-                str(full),
-                "EXIF-rotated image",
-                f"EXIF orientation {orientation}: images are imported in place and read without turning; "
-                "rotate the pixels and drop the tag first (e.g. exiftran -ai, or build from the raw photos)",
-            )
-            continue
-        heading = n.heading_deg
+        width, height = probed
         row = {
             "image_id": image_id(collection, rel),
             "path": rel,
@@ -177,7 +183,7 @@ def probe_shard(payload: dict) -> dict:
             "utm_north": n.north,
             "utm_zone": n.zone,
             "utm_letter": n.letter,
-            "heading": heading,
+            "heading": n.heading_deg,
             "pitch": n.pitch_deg,
             "roll": n.roll_deg,
             "altitude": n.altitude_m,
@@ -189,12 +195,16 @@ def probe_shard(payload: dict) -> dict:
         }
         for k in img:
             img[k].append(row.get(k))  # utm_epsg is left to from_columns, which derives it
-    tables = {
+    return {
         "images": from_columns(IMAGES, img),
         "panoramas": PANORAMAS.empty_table(),
         "rejects": from_columns(REJECTS, rej),
     }
-    return write_shard_tables(payload["catalog"], collection, payload["shard"], tables)
+
+
+def probe_shard(payload: dict) -> dict:
+    """Probe one shard (:func:`probe_tables`) and write its parts."""
+    return write_shard_tables(payload["catalog"], payload["collection"], payload["shard"], probe_tables(payload))
 
 
 run_shard = probe_shard
