@@ -146,6 +146,21 @@ def build_catalog_cmd(
         typer.Option(help="CSV: pano_id, lat, lon, heading, timestamp [, pitch, roll, altitude, path]."),
     ] = None,
     images: Annotated[Path | None, typer.Option(help="Folder of '@'-named images to import in place.")] = None,
+    from_: Annotated[
+        tuple[str, Path] | None,
+        typer.Option(
+            "--from",
+            help="A public dataset in its own layout: DATASET DIR, DATASET one of msls, pitts, tokyo247, "
+            "gsv-cities, osv5m, sfxl, svox, nordland (one collection per split and role).",
+        ),
+    ] = None,
+    only: Annotated[
+        str | None, typer.Option(help="With --from: comma-separated collections to build (default: all found).")
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option(help="With --from: collections are PREFIX_<split>_<role>; default the dataset's name, '' none."),
+    ] = None,
     collection: Annotated[str, typer.Option(help="Collection the images join.")] = "database",
     quality: Annotated[int, typer.Option(help="JPEG quality of the crops (1-95).")] = 95,
     workers: Annotated[int, typer.Option(help="Worker processes; 0 = all cores.")] = 0,
@@ -163,11 +178,28 @@ def build_catalog_cmd(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Cut panoramas into SF-XL crops, or import an '@' folder, into a catalog collection.
+    """Cut panoramas into SF-XL crops, import an '@' folder, or import a public dataset (--from).
 
     Re-running after an interruption finishes the remaining shards only; after a source file
     changed (size or modification time; its bytes with --verify), the shards that read it.
     """
+    if from_ is not None and from_[0] is not None:
+        _run_dataset_build(
+            catalog,
+            dataset=from_[0],
+            dataset_root=from_[1],
+            only=[c.strip() for c in only.split(",") if c.strip()] if only else None,
+            prefix=prefix,
+            workers=workers,
+            executor=executor,
+            ray_address=ray_address,
+            shard_size=shard_size,
+            strict=strict,
+            json_out=json_out,
+            verify=verify,
+            wait=not no_wait,
+        )
+        return
     _run_build(
         catalog,
         panoramas=panoramas,
@@ -211,6 +243,34 @@ def _run_build(catalog: Path, *, strict: bool, json_out: bool, **options) -> Non
         raise typer.Exit(1)
     if strict and result.rejects:
         err_console.print(f"[bold red]error:[/] --strict and {result.rejects} input(s) were rejected")
+        raise typer.Exit(1)
+
+
+def _run_dataset_build(catalog: Path, *, strict: bool, json_out: bool, **options) -> None:
+    """build-catalog --from: every collection of a dataset, one report each, exit 1 if none has images."""
+    from vgdata.build import BuildConfig, build_dataset
+
+    config = BuildConfig(catalog=catalog, strict=strict, **options)
+    try:
+        if json_out or not console.is_terminal:
+            results = build_dataset(config, progress=None if json_out else _plain_progress("images"))
+        else:
+            results = _with_progress("images", lambda p: build_dataset(config, progress=p))
+    except VgdataError as e:
+        raise _fail(e) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished shards are kept; run the same command again to resume")
+        raise typer.Exit(130) from None
+    if json_out:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            _print_build(r)
+    if not any(r.images for r in results):
+        err_console.print("[bold red]error:[/] nothing valid remained; see the rejects above")
+        raise typer.Exit(1)
+    if strict and any(r.rejects for r in results):
+        err_console.print(f"[bold red]error:[/] --strict and {sum(r.rejects for r in results)} input(s) were rejected")
         raise typer.Exit(1)
 
 
@@ -295,32 +355,103 @@ def info_cmd(catalog: CatalogArg, *, json_out: JsonOpt = False) -> None:
 @_command(vgdata_app, "export")
 def export_cmd(
     catalog: CatalogArg,
-    dest: Annotated[Path, typer.Argument(help="Destination folder.", show_default=False)],
+    dest: Annotated[Path, typer.Argument(help="Destination folder (outside the catalog).", show_default=False)],
     *,
-    fmt: Annotated[str, typer.Option("--format", help="Layout to write: at-folder.")] = "at-folder",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="at-folder: the images in '@' folders (CosPlace / VPR-datasets-downloader); gsv-npy: an eval set's "
+            "<name>_dbImages/_qImages/_gt.npy (gsv-cities, MixVPR, SALAD, BoQ, OpenVPRLab); vpr-bench: an eval set "
+            "as ref/, query/ and ground_truth_new.npy.",
+        ),
+    ] = "at-folder",
     collection: Annotated[
-        list[str] | None, typer.Option(help="Collection(s) to export (repeatable); default all.")
+        list[str] | None, typer.Option(help="at-folder: collection(s) to export (repeatable); default all.")
     ] = None,
     copy: Annotated[bool, typer.Option(help="Copy files instead of hard-linking them.")] = False,
+    names: Annotated[
+        str,
+        typer.Option(
+            help="at-folder file names: keep (the catalog's paths), at (an '@' name made from each image's columns, "
+            "flat), auto (keep paths that are '@' names, make the others)."
+        ),
+    ] = "auto",
+    eval_set: Annotated[
+        str | None, typer.Option(help="gsv-npy / vpr-bench: NAME of manifests/eval_NAME.parquet (vgdata eval-set).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="gsv-npy: file prefix (default: the eval set's NAME).")] = None,
+    qidx: Annotated[
+        bool, typer.Option(help="gsv-npy: also <name>_qIdx.npy / _pIdx.npy (MSLS style: queries with a positive).")
+    ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="gsv-npy / vpr-bench: positives at this radius (metres), one the eval set holds; "
+            "default its primary radius."
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Write the catalog as '@'-named folders (VPR-datasets-downloader / CosPlace layout)."""
-    from vgdata.export import export_catalog
+    """Write the catalog as '@'-named folders, or an eval set's ground truth as gsv-npy or vpr-bench files."""
+    from dataclasses import asdict
 
-    try:
-        r = export_catalog(catalog, dest, fmt=fmt, collections=collection, copy=copy)
-    except VgdataError as e:
-        raise _fail(e) from None
+    from vgdata.errors import UsageError
+    from vgdata.export import FORMATS, export_catalog
+    from vgdata.export_gt import GT_FORMATS, export_eval_set
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt in GT_FORMATS:
+        if collection:
+            raise UsageError(f"--format {fmt} exports an eval set's database and queries; drop --collection")
+        g = export_eval_set(
+            catalog, dest, fmt=fmt, eval_set=eval_set, prefix=name, qidx=qidx, copy=copy, threshold=threshold
+        )
+        if json_out:
+            print(json.dumps(asdict(g), indent=2))
+            return
+        console.print(f"{g.dest}: {', '.join(g.files)}", highlight=False)
+        console.print(
+            f"{g.n_database} database images, {g.n_queries} queries ({g.queries_with_positives} with a positive); "
+            f"paths relative to {g.root}"
+            + (f"; {g.linked} hard-linked, {g.copied} copied" if fmt == "vpr-bench" else ""),
+            highlight=False,
+        )
+        return
+    if eval_set or name or qidx or threshold is not None:
+        raise UsageError("--eval-set, --name, --qidx and --threshold go with --format gsv-npy or vpr-bench")
+    r = export_catalog(catalog, dest, fmt=fmt, collections=collection, copy=copy, names=names)
+    if json_out:
+        print(json.dumps(asdict(r), indent=2))
+        return
     for c, n in r.files.items():
         console.print(f"{r.dest}/{c}: {n} files")
-    console.print(f"{r.linked} hard-linked, {r.copied} copied")
+    console.print(f"{r.linked} hard-linked, {r.copied} copied, {r.named} under made '@' names")
+    if r.rejects_by_reason:
+        counts = ", ".join(f"{n} {reason}" for reason, n in r.rejects_by_reason.items())
+        err_console.print(f"[yellow]not exported:[/] {escape(counts)}; e.g.", highlight=False)
+        for line in r.reject_examples:
+            err_console.print(f"  {escape(line)}", highlight=False)
 
 
 @_command(vgdata_app, "add-queries")
 def add_queries_cmd(
     catalog: CatalogArg,
     *,
-    collection: Annotated[str, typer.Option(help="Query collection to create, e.g. queries_v1, queries_v2.")],
+    collection: Annotated[
+        str,
+        typer.Option(
+            help="Query collection to create, e.g. queries_v1, queries_v2 (with --from: the dataset's, e.g. test_queries)."
+        ),
+    ],
     photos: Annotated[Path | None, typer.Option(help="Folder of photos with EXIF GPS (SF-XL test v1 style).")] = None,
+    from_: Annotated[
+        tuple[str, Path] | None,
+        typer.Option(
+            "--from", help="A public dataset in its own layout (DATASET DIR): add its query set --collection."
+        ),
+    ] = None,
     poses: Annotated[
         Path | None, typer.Option(help="CSV: path, lat/lon or UTM, heading/yaw or qx,qy,qz,qw (test v2 style).")
     ] = None,
@@ -344,10 +475,26 @@ def add_queries_cmd(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Add a query set: geotagged photos (--photos) or images with 6DoF poses (--poses)."""
-    if (photos is None) == (poses is None):
-        err_console.print("[bold red]error:[/] give exactly one of --photos DIR or --poses CSV")
+    """Add a query set: geotagged photos (--photos), images with 6DoF poses (--poses) or a dataset's (--from)."""
+    given = (photos is not None) + (poses is not None) + (from_ is not None and from_[0] is not None)
+    if given != 1:
+        err_console.print("[bold red]error:[/] give exactly one of --photos DIR, --poses CSV or --from DATASET DIR")
         raise typer.Exit(2)
+    if from_ is not None and from_[0] is not None:
+        _run_dataset_build(
+            catalog,
+            dataset=from_[0],
+            dataset_root=from_[1],
+            only=[collection],
+            workers=workers,
+            executor=executor,
+            ray_address=ray_address,
+            strict=strict,
+            json_out=json_out,
+            verify=verify,
+            wait=not no_wait,
+        )
+        return
     _run_build(
         catalog,
         photos=photos,
@@ -432,6 +579,37 @@ def _print_split(r, json_out: bool) -> None:
     console.print(t)
     for note in r.notes:
         console.print(f"note: {note}")
+
+
+@_command(vgdata_app, "split-places")
+def split_places_cmd(
+    catalog: CatalogArg,
+    *,
+    collection: Annotated[str, typer.Option(help="Collection whose places become classes.")] = "train_database",
+    min_images: Annotated[int, typer.Option(help="Drop places with fewer images (min_img_per_place).")] = 4,
+    name: Annotated[
+        str | None, typer.Option(help="Manifest name: manifests/places_NAME.parquet (default from the options).")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a dataset's own places (gsv-cities city + place_id) as one group of classes for `vgtrain fit --groups-num 1`."""
+    from vgdata.catalog import lock_waiting
+    from vgdata.places import PlacesConfig, split_places
+
+    config = PlacesConfig(catalog=catalog, collection=collection, min_images=min_images, name=name)
+    with lock_waiting(not no_wait):
+        r = split_places(config)
+    if json_out:
+        print(json.dumps(r.to_dict(), indent=2))
+        return
+    console.print(
+        f"{r.kept_places} of {r.places} places have >= {min_images} images: {r.kept_places} classes, "
+        f"{r.manifest_images} images, one group ({r.unplaced_images} images have no place)\n"
+        f"manifest: {r.manifest}\ntrain: vgtrain fit --groups {r.manifest} --groups-num 1 --val EVAL_MANIFEST ..."
+    )
 
 
 @_command(vgdata_app, "split-years")
@@ -521,7 +699,14 @@ def eval_set_cmd(
     name: Annotated[str, typer.Option(help="Eval set name; writes manifests/eval_<name>.parquet.")],
     database: Annotated[str, typer.Option(help="Database: a collection or a split view, e.g. test_database.")],
     queries: Annotated[str, typer.Option(help="Queries: a collection or a split view, e.g. queries_v1.")],
-    threshold: Annotated[float, typer.Option(help="Positive radius, metres (inclusive, same UTM zone).")] = 25.0,
+    threshold: Annotated[
+        list[float] | None,
+        typer.Option(
+            help="Positive radius, metres (inclusive, same UTM zone); default 25. Repeat it for several radii "
+            "(--threshold 25 --threshold 10 --threshold 50): the first is the primary one (column positives), "
+            "each also gets a column positives_<t>m."
+        ),
+    ] = None,
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
     ] = False,
@@ -530,8 +715,9 @@ def eval_set_cmd(
     """Write an evaluation manifest: database rows, query rows and each query's positives."""
     from vgdata.evalset import eval_set
 
+    radii = threshold or [25.0]
     try:
-        r = eval_set(catalog, name=name, database=database, queries=queries, threshold=threshold, wait=not no_wait)
+        r = eval_set(catalog, name=name, database=database, queries=queries, threshold=radii, wait=not no_wait)
     except VgdataError as e:
         raise _fail(e) from None
     if json_out:
@@ -539,10 +725,15 @@ def eval_set_cmd(
         return
     state = "reused" if r.reused else "written"
     console.print(
-        f"{r.n_queries} queries against {r.n_database} database images (threshold {threshold:g} m): "
-        f"{r.mean_positives:.1f} positives per query, {r.queries_without_positives} without any\n"
-        f"manifest ({state}): {r.manifest}"
+        f"{r.n_queries} queries against {r.n_database} database images (threshold {r.threshold:g} m): "
+        f"{r.mean_positives:.1f} positives per query, {r.queries_without_positives} without any"
     )
+    if len(r.by_threshold) > 1:
+        for key, c in r.by_threshold.items():
+            console.print(
+                f"  {key} m: {c['mean_positives']:.1f} positives per query, {c['queries_without_positives']} without any"
+            )
+    console.print(f"manifest ({state}): {r.manifest}")
 
 
 @_command(vgdata_app, "check")
@@ -810,6 +1001,16 @@ def _print_eval(report: dict) -> None:
     p = report["protocol"]
     if chance_text(p):
         console.print(chance_text(p))
+    by_threshold = report.get("recalls_by_threshold") or {}
+    if len(by_threshold) > 1:  # one row per radius, from the same predictions
+        counts = p.get("positives_by_threshold") or {}
+        ns = list(next(iter(by_threshold.values())))
+        t = Table("threshold", *(f"R@{n}" for n in ns), "no positive", title="recall (%) per threshold")
+        for key, r in by_threshold.items():
+            primary = " (primary)" if float(key) == float(p.get("threshold_m") or "nan") else ""
+            without = (counts.get(key) or {}).get("queries_without_positives", "")
+            t.add_row(f"{key} m{primary}", *(f"{r[n]:.1f}" for n in ns), str(without))
+        console.print(t)
     console.print(
         f"{p['n_queries']} queries ({p['queries']}) against {p['n_database']} database images ({p['database']}), "
         f"threshold {p['threshold_m']} m, image size {p['image_size']}, {p['model']['backbone']} "
@@ -908,6 +1109,34 @@ def compare_cmd(
         f"won: queries A finds at N and B does not; lost: the reverse. Paired bootstrap: {b['resamples']} resamples "
         f"of the queries, seed {b['seed']}.",
         highlight=False,
+    )
+
+
+@_command(vgtrain_app, "predictions")
+def predictions_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Output folder of `vgtrain eval`.", show_default=False)],
+    *,
+    fmt: Annotated[
+        str, typer.Option("--format", help="msls: Mapillary SLS evaluate.py's prediction file (keys, best first).")
+    ] = "msls",
+    out: Annotated[Path, typer.Option(help="File to write.", show_default=False)],
+    k: Annotated[
+        int | None, typer.Option("--k", help="Predictions per query (default: all the run saved, up to 20).")
+    ] = None,
+    eval_set: Annotated[
+        Path | None, typer.Option(help="The evaluated eval manifest, when it moved (default: recalls.json's).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a `vgtrain eval` run's predictions in another tool's format (msls: evaluate.py's text file)."""
+    from vgtrain.predictions_out import write_predictions
+
+    r = write_predictions(run_dir, out, fmt=fmt, k=k, eval_set=eval_set)
+    if json_out:
+        print(json.dumps(r, indent=2))
+        return
+    console.print(
+        f"{r['n_queries']} queries x {r['k']} predictions ({r['index']} index) -> {r['out']}", highlight=False
     )
 
 

@@ -146,7 +146,7 @@ def test_a_manifest_with_a_wrong_positive_fails_the_check(catalog, tmp_path):
     result = runner.invoke(vgdata_app, ["check", str(broken), "--json"])
     assert result.exit_code == 1
     failed = [r for r in json.loads(result.output)["results"] if r["status"] == "failed"]
-    assert [r["audit"] for r in failed] == ["positive_too_far"]
+    assert [r["audit"] for r in failed] == ["positive_too_far", "threshold_primary_mismatch"]  # positives_25m kept
     got = dict(zip(failed[0]["columns"], failed[0]["sample"][0], strict=True))
     expected = ((db0["utm_east"] - 543_500.0) ** 2 + (db0["utm_north"] - 4_180_000.0) ** 2) ** 0.5
     assert (got["query_image_id"], got["database_image_id"]) == (2, db0["image_id"])
@@ -321,7 +321,7 @@ def test_split_audits_catch_shared_panoramas_and_years(con):
 
 def test_every_audit_file_has_a_header_and_a_negative_test():
     """The runner picks up every file; the ones written here each have a negative test above."""
-    here = Path(__file__).read_text()
+    here = Path(__file__).read_text() + (Path(__file__).parent / "test_thresholds.py").read_text()  # threshold_*
     for audit in AUDITS.values():
         assert audit.returns and audit.needs
         if not audit.name.startswith("images_"):  # helper-owned image audits are tested in test_audits_images.py

@@ -139,7 +139,7 @@ def test_add_queries_passes_options(tmp_path):
         catalog=Path("cat"), poses=Path("q.csv"), poses_images=Path("imgs"), collection="queries_v2", short_side=0
     )
     res = runner.invoke(vgdata_app, ["add-queries", "cat", "--collection", "q"])
-    assert res.exit_code == 2 and "exactly one of --photos DIR or --poses CSV" in res.output
+    assert res.exit_code == 2 and "exactly one of --photos DIR, --poses CSV or --from DATASET DIR" in res.output
 
 
 def test_failed_plan_leaves_no_job_folder(tmp_path, raw_panos):

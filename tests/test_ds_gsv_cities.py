@@ -57,7 +57,7 @@ def gsv_catalog(tmp_path_factory):
 
 def test_rows_positions_headings_times_places(gsv_catalog):
     cat, root, results = gsv_catalog
-    assert [r.collection for r in results] == ["train_database"]
+    assert [r.collection for r in results] == ["gsv_cities_train_database"]  # the default prefix
     images = pq.read_table(cat / "images").to_pylist()
     attrs = {r["image_id"]: r for r in pq.read_table(cat / "attributes").to_pylist()}
     by_pano = {r["pano_id"]: r for r in images}
@@ -100,3 +100,29 @@ def test_places_are_same_place_id_per_city(gsv_catalog):
     two = [images[i] for i in images if images[i]["pano_id"] in ("abc_DEF-123", "x_y_z")]
     d = np.hypot(two[0]["utm_east"] - two[1]["utm_east"], two[0]["utm_north"] - two[1]["utm_north"])
     assert 1.0 < d < 5.0
+
+
+def test_cli_from_and_add_queries(gsv_catalog, tmp_path):
+    """`--from DATASET DIR` on build-catalog (every collection) and add-queries (one); one-line errors."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli import vgdata_app
+
+    _, root, _ = gsv_catalog
+    runner = CliRunner()
+    r = runner.invoke(vgdata_app, ["build-catalog", str(tmp_path / "c"), "--from", "gsv-cities", str(root), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout[r.stdout.index("[") :])
+    assert [(o["collection"], o["images"], o["rejects"]) for o in out] == [("gsv_cities_train_database", 4, 3)]
+    r = runner.invoke(
+        vgdata_app, ["add-queries", str(tmp_path / "q"), "--from", "gsv-cities", str(root), "--collection", "nope"]
+    )
+    assert (
+        r.exit_code == 2 and "has no nope; have gsv_cities_train_database" in r.output and "Traceback" not in r.output
+    )
+    r = runner.invoke(vgdata_app, ["build-catalog", str(tmp_path / "c"), "--from", "gsv", str(root)])
+    assert r.exit_code == 2 and "unknown dataset 'gsv'" in r.output and "gsv-cities" in r.output
+    r = runner.invoke(vgdata_app, ["build-catalog", str(tmp_path / "c"), "--from", "gsv-cities", str(tmp_path / "no")])
+    assert r.exit_code == 2 and "gsv-cities folder not found" in r.output

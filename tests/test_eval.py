@@ -52,8 +52,11 @@ def run(tiny_catalog, tmp_path_factory) -> tuple[Path, str]:
 
 
 @pytest.mark.slow
-def test_predictions_consistent_with_recalls(run, tmp_path):
-    out, manifest = run
+def test_predictions_consistent_with_recalls(run, tiny_catalog, tmp_path):
+    out, _ = run
+    # the fixture's v2 with two more radii: same queries, database and primary positives
+    radii = [25.0, 10.0, 50.0]
+    manifest = eval_set(tiny_catalog, name="v2t", database="database", queries="queries_v2", threshold=radii).manifest
     report = run_eval(
         EvalConfig(weights=str(out), eval_set=manifest, out=str(tmp_path / "e"), image_size=64, num_workers=0)
     )
@@ -68,6 +71,22 @@ def test_predictions_consistent_with_recalls(run, tmp_path):
         assert value == pytest.approx(100 * found.sum() / n_q)
     assert report["protocol"]["model"]["fc_output_dim"] == 32 and saved["protocol"]["threshold_m"] == 25.0
     assert (tmp_path / "e" / "report.html").is_file()
+    # one row per radius from the same predictions; the primary one is the old `recalls`
+    by = saved["recalls_by_threshold"]
+    assert list(by) == ["10", "25", "50"] and by["25"] == saved["recalls"]["flat"]
+    table = pl.read_parquet(manifest).filter(pl.col("role") == "query").sort("idx")
+    ranked = preds.sort("query_idx", "rank")
+    for t in radii:
+        lists = table[f"positives_{int(t)}m"].to_list()
+        counts = saved["protocol"]["positives_by_threshold"][f"{int(t)}"]
+        assert counts["queries_without_positives"] == sum(1 for p in lists if not p)
+        for n, value in by[f"{int(t)}"].items():
+            top = ranked.filter(pl.col("rank") < int(n)).group_by("query_idx").agg(pl.col("database_idx"))
+            found = sum(
+                bool(set(row["database_idx"]) & set(lists[row["query_idx"]])) for row in top.iter_rows(named=True)
+            )
+            assert value == pytest.approx(100 * found / n_q), (t, n)
+    assert "Recall@N (%) per threshold" in (tmp_path / "e" / "report.html").read_text()
 
 
 @pytest.mark.slow

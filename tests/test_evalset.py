@@ -16,7 +16,7 @@ import pytest
 from vgdata.build import BuildConfig, build_catalog, register_collection
 from vgdata.catalog import Catalog
 from vgdata.errors import UsageError
-from vgdata.evalset import EVAL_SCHEMA, eval_set, eval_table, positive_pairs
+from vgdata.evalset import EVAL_SCHEMA, eval_schema, eval_set, eval_table, positive_pairs
 from vgdata.fsio import atomic_write_table
 from vgdata.schema import IMAGES, from_columns
 
@@ -202,7 +202,7 @@ def test_eval_set_over_split_views(tmp_path):
 
 def test_table_layout_and_idx_order(cases):
     table = eval_table(cases, database="database", queries="queries_v1")
-    assert table.schema == EVAL_SCHEMA
+    assert table.schema == eval_schema([25.0])  # EVAL_SCHEMA + positives_25m (manifest format 4)
     rows = table.to_pylist()
     roles = [r["role"] for r in rows]
     assert roles == ["database"] * len(DB_CASES) + ["query"] * len(Q_CASES)
@@ -238,7 +238,7 @@ def test_eval_set_writes_manifest_with_metadata(cases):
     assert r.mean_positives == pytest.approx((4 + 0 + 2 + 0) / 4)
 
     table = pq.read_table(r.manifest)  # what vgtrain does: pyarrow only
-    assert table.column_names == EVAL_SCHEMA.names
+    assert table.column_names == [*EVAL_SCHEMA.names, "positives_25m"]
     assert table.schema.field("idx").type == pa.int32()
     assert table.schema.field("positives").type.value_type == pa.int32()
     assert query_positives(table) == brute_force(DB_CASES, Q_CASES, 25.0)
@@ -249,19 +249,21 @@ def test_eval_set_writes_manifest_with_metadata(cases):
     assert meta["vgdata.catalog_fingerprint"] == build["fingerprint"]
     roots = json.loads(meta["vgdata.image_roots"])
     assert roots == {"database": "crops/database", "queries_v1": "crops/queries_v1"}  # relative to the catalog
-    assert meta["vgdata.manifest_format"] == "3"
+    assert meta["vgdata.manifest_format"] == "4"
     assert meta["vgdata.catalog_location"] == str(cases.resolve())
     params = json.loads(meta["vgdata.params"])
     assert params == {
         "database": "database",
         "queries": "queries_v1",
         "threshold": 25.0,
+        "thresholds": [25.0],
         "database_fingerprint": build["collections"]["database"]["fingerprint"],
         "queries_fingerprint": build["collections"]["queries_v1"]["fingerprint"],
         "n_database": 13,
         "n_queries": 4,
         "queries_without_positives": 2,
         "mean_positives": 1.5,
+        "by_threshold": {"25": {"queries_without_positives": 2, "mean_positives": 1.5}},
     }
     # every path resolves against its collection's root as vgtrain will join them: <manifest folder>/../<root>
     first = table.slice(0, 1).to_pylist()[0]

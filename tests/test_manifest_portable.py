@@ -67,7 +67,7 @@ def moved(tiny_catalog, tmp_path_factory) -> dict[str, Path]:
 def test_manifests_carry_a_version_relative_roots_and_the_location_hint(moved):
     for name in ("groups", "val"):
         meta = {k.decode(): v.decode() for k, v in pq.read_schema(moved[name]).metadata.items()}
-        assert meta["vgdata.manifest_format"] == "3"
+        assert meta["vgdata.manifest_format"] == "4"
         assert json.loads(meta["vgdata.image_roots"]) == {
             "database": "crops/database",
             "queries_v1": "crops/queries_v1",

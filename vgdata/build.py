@@ -76,6 +76,8 @@ class BuildConfig:
     """The dataset's folder, as shipped (``--from <dataset> DIR``)."""
     only: list[str] | None = None
     """With ``dataset``: build only these of its collections (default: every one found)."""
+    prefix: str | None = None
+    """With ``dataset``: collections are ``<prefix>_<split>_<role>``; None = the dataset's own (``msls``), "" = none."""
     short_side: int = 480
     """Query photos/poses images are resized so their shorter side is this many pixels (0 = keep)."""
     collection: str = "database"
@@ -159,7 +161,8 @@ def build_dataset(config: BuildConfig, progress: ProgressFn | None = None) -> li
     cat = Catalog(config.catalog)
     cat.root.mkdir(parents=True, exist_ok=True)
     with writer_lock(cat.root, task=f"import {config.dataset} collections", wait=config.wait):
-        names = [c.name for c in read_dataset(config.dataset, config.dataset_root, fresh=True)]
+        found = read_dataset(config.dataset, config.dataset_root, prefix=config.prefix, fresh=True)
+        names = [c.name for c in found]
         unknown = sorted(set(config.only or []) - set(names))
         if unknown:
             raise UsageError(

@@ -51,9 +51,10 @@ from vgdata.views import split_view_statements, stored_splits
 require_catalog_extra()  # duckdb, polars, pyproj, shapely: one line naming the extra, not a traceback
 
 FORMAT = "vgdata-catalog/1"
-MANIFEST_FORMAT = "3"
+MANIFEST_FORMAT = "4"
 """``vgdata.manifest_format`` of the manifests written now. 2: image roots relative to the catalog;
-3: also a ``utm_epsg`` column (the coordinate system of each row)."""
+3: also a ``utm_epsg`` column (the coordinate system of each row); 4: eval manifests also hold a
+``positives_<t>m`` column per radius and ``thresholds`` (and ``by_threshold``) in their params."""
 SQL_DIR = Path(__file__).parent / "sql"
 
 

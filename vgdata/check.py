@@ -16,15 +16,19 @@ images       ``images`` (the catalog view, or one collection's parts)          t
 groups       ``kept_classes`` (the rows of ``cosplace_kept_classes()``         each groups manifest
              with the manifest's parameters, of the groups it ships:
              ``group_rank < groups_num``) and ``groups_manifest`` (its rows)
-eval_set     ``eval_rows``: the eval manifest's rows plus ``northern``         each eval manifest
-             (hemisphere of the image, ``utm_letter >= 'N'``, from images)
+eval_set     ``eval_rows``: the eval manifest's rows, and                      each eval manifest
+             ``eval_threshold_positives``: one row per query and radius of
+             ``thresholds`` (``threshold``, ``query_idx``, ``query_image_id``,
+             ``positives``: that radius's ``positives_<t>m`` list)
 val_split    ``split_database``, ``split_queries`` (the rows drawn)            each val split
 year_split   ``split_database``, ``split_queries`` (the views)                 each year split
 ===========  ===============================================================  ======================
 
 Parameters are DuckDB named parameters (``$n``, ``$threshold``), bound from the subject: a groups
 manifest's ``vgdata.params`` (``$m``, ``$alpha``, ``$n``, ``$l``, ``$min_images_per_class``,
-``$groups_num``), an eval manifest's (``$threshold``). So the groups audits run on exactly what
+``$groups_num``), an eval manifest's (``$threshold``, the primary radius; the other radii come as rows of
+``eval_threshold_positives``, from its ``thresholds``: a radius whose column the file lacks is the
+finding ``threshold_columns``). So the groups audits run on exactly what
 shipped: the class table the manifest's own parameters give, and the manifest file itself.
 A manifest made from another state of the catalog (its fingerprint differs) or in an older
 format is skipped with that reason; so is every audit whose subject the catalog lacks.
@@ -42,6 +46,8 @@ bug and raises :class:`AuditFailed` (a :class:`~vgdata.errors.VgdataError`) nami
   (years: the year and pano columns only) (:func:`audit_split`).
 
 ``vgdata check`` runs every audit on every subject (a full pass over the catalog per audit).
+A places manifest (``vgdata split-places``, ``vgdata.kind`` = ``places``) gets the places audits of
+:data:`PLACES_AUDIT_DIR` (:func:`audit_places`) instead of CosPlace's class-of-position ones.
 """
 
 from __future__ import annotations
@@ -57,12 +63,15 @@ from vgdata.errors import VgdataError
 from vgdata.sql_order import strip_sql
 
 AUDIT_DIR = SQL_DIR / "tests"
+PLACES_AUDIT_DIR = SQL_DIR / "places_audits"
+"""The audits of places manifests (``-- needs: places``: ``places_rows``, the manifest's rows; :func:`audit_places`)."""
 NEEDS = ("images", "groups", "eval_set", "val_split", "year_split")
 SAMPLE_ROWS = 5
 """Offending rows kept per audit and subject (all are counted)."""
 
 _HEADER = re.compile(r"^--\s*(returns|needs):\s*(.*)$")
 _PARAM = re.compile(r"\$(\w+)")
+_THRESHOLD_COLUMN = re.compile(r"positives_(\d+(?:_\d+)?)m")
 
 
 class AuditFailed(VgdataError):
@@ -111,8 +120,8 @@ class CheckReport:
         return {"catalog": self.catalog, "ok": self.ok, "results": [asdict(r) for r in self.results]}
 
 
-def load_audits(folder: Path = AUDIT_DIR) -> list[Audit]:
-    """Every ``*.sql`` audit of ``folder``, by name; a file without ``-- returns:`` or a known ``-- needs:`` is a bug."""
+def load_audits(folder: Path = AUDIT_DIR, known: tuple[str, ...] = NEEDS) -> list[Audit]:
+    """Every ``*.sql`` audit of ``folder``, by name; a file without ``-- returns:`` or a ``known`` ``-- needs:`` is a bug."""
     out = []
     for path in sorted(folder.glob("*.sql")):
         text = path.read_text()
@@ -124,8 +133,8 @@ def load_audits(folder: Path = AUDIT_DIR) -> list[Audit]:
         if "returns" not in header:
             raise VgdataError(f"audit {path.name} has no '-- returns:' header line")
         needs = header.get("needs", "")
-        if needs not in NEEDS:
-            raise VgdataError(f"audit {path.name}: '-- needs: {needs}' is not one of {', '.join(NEEDS)}")
+        if needs not in known:
+            raise VgdataError(f"audit {path.name}: '-- needs: {needs}' is not one of {', '.join(known)}")
         params = frozenset(_PARAM.findall(strip_sql(text)))
         out.append(Audit(path.stem, path, needs, header["returns"], text, params))
     return out
@@ -221,12 +230,41 @@ def audit_groups(con: Any, kept_table: str, manifest: Path, params: dict[str, An
     return results
 
 
-def audit_eval_rows(con: Any, rows_table: str, threshold: float, subject: str) -> list[AuditResult]:
-    """The ``eval_set`` audits over materialised eval rows (temp table ``rows_table``, eval manifest layout)."""
+def audit_places(con: Any, manifest: Path, params: dict[str, Any], *, strict: bool = True) -> list[AuditResult]:
+    """The ``places`` audits (:data:`PLACES_AUDIT_DIR`) over a places manifest (``vgdata split-places``), bound as
+    ``places_rows``, with its ``vgdata.params`` (``$coll``, ``$min_images``); ``strict``: rows found raise AuditFailed."""
+    _bind(con, "places_rows", f"select * from read_parquet('{_sql_literal(str(manifest))}')")
+    bound = {"coll": str(params["collection"]), "min_images": int(params["min_images"])}
+    results = [run_audit(con, a, bound, manifest.name) for a in load_audits(PLACES_AUDIT_DIR, ("places",))]
+    if strict:
+        _raise_failures(results)
+    return results
+
+
+def audit_eval_rows(
+    con: Any, rows_table: str, threshold: float, subject: str, *, thresholds: dict[float, str] | None = None
+) -> list[AuditResult]:
+    """The ``eval_set`` audits over materialised eval rows (temp table ``rows_table``, eval manifest layout).
+
+    ``thresholds``: radius (metres) -> its ``positives_<t>m`` column of ``rows_table`` (None: no such columns).
+    """
     _bind(con, "eval_rows", f'select * from "{rows_table}"')
+    _bind(con, "eval_threshold_positives", eval_threshold_sql(thresholds or {}))
     results = _run_all(con, "eval_set", {"threshold": float(threshold)}, subject)
     _raise_failures(results)
     return results
+
+
+def eval_threshold_sql(thresholds: dict[float, str]) -> str:
+    """``eval_threshold_positives`` over ``eval_rows``: (threshold, query_idx, query_image_id, positives) per query
+    and radius, from each radius's column (``thresholds``: radius in metres -> column name)."""
+    parts = [
+        f"select {float(t)!r}::double as threshold, idx as query_idx, image_id as query_image_id, "
+        f"\"{column}\"::integer[] as positives from eval_rows where role = 'query'"
+        for t, column in sorted(thresholds.items())
+    ]
+    empty = "select null::double as threshold, null::integer as query_idx, null::bigint as query_image_id, "
+    return " union all ".join(parts) or empty + "null::integer[] as positives where false"
 
 
 def audit_split(con: Any, name: str, macro: str, database: str, queries: str) -> list[AuditResult]:
@@ -262,6 +300,13 @@ def check_catalog(catalog: str | Path) -> CheckReport:
             if kind == "unreadable":  # a finding of its own: the file vgtrain would read is broken
                 results.append(AuditResult("manifest_readable", path.name, "failed", reason=reason))
                 continue
+            if kind == "places":  # a dataset's places as classes: their own audits, not CosPlace's
+                if reason:
+                    names = [a.name for a in load_audits(PLACES_AUDIT_DIR, ("places",))]
+                    results += [AuditResult(n, path.name, "skipped", reason=reason) for n in names]
+                else:
+                    results += audit_places(con, path, json.loads(meta["vgdata.params"]), strict=False)
+                continue
             needs = {"groups": "groups", "eval": "eval_set"}.get(kind)
             if needs is None:
                 continue
@@ -288,6 +333,10 @@ def check_catalog(catalog: str | Path) -> CheckReport:
             else:
                 p = {"threshold": float(params["threshold"])}
                 _bind(con, "eval_rows", f"select * from {manifest}")
+                columns, missing = _threshold_columns(path, params)
+                if missing:
+                    results.append(AuditResult("threshold_columns", path.name, "failed", reason=missing))
+                _bind(con, "eval_threshold_positives", eval_threshold_sql(columns))
             results += [run_audit(con, a, p, path.name) for a in by_needs[needs]]
         for name, definition in sorted(build.get("splits", {}).items()):
             macro, roles = _split_shape(name, definition)
@@ -311,6 +360,22 @@ def check_catalog(catalog: str | Path) -> CheckReport:
             reason = f"the catalog has no {what[needs]}"
             results += [AuditResult(a.name, "-", "skipped", reason=reason) for a in by_needs[needs]]
     return CheckReport(str(cat.root), results)
+
+
+def _threshold_columns(path: Path, params: dict[str, Any]) -> tuple[dict[float, str], str]:
+    """``({radius: column}, '')`` of the ``thresholds`` an eval manifest records, or a reason naming the columns
+    the file lacks (those radii left out)."""
+    import pyarrow.parquet as pq
+
+    present = {}  # positives_<t>m, t's point written as '_' (vgdata.evalset.threshold_column) -> t
+    for name in pq.read_schema(path).names:
+        m = _THRESHOLD_COLUMN.fullmatch(name)
+        if m:
+            present[float(m.group(1).replace("_", "."))] = name
+    wanted = [float(t) for t in params.get("thresholds") or [params["threshold"]]]
+    missing = [f"{t!r} m" for t in wanted if t not in present]
+    reason = f"the manifest lacks the positives_<t>m column of threshold(s) {', '.join(missing)}" if missing else ""
+    return {t: present[t] for t in wanted if t in present}, reason
 
 
 def _manifests(cat: Catalog, build: dict[str, Any]) -> list[tuple[Path, dict[str, str], str]]:

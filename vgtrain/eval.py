@@ -8,7 +8,13 @@ for the database (batched) and the queries (batched by equal size, or resized wi
 ``--image-size``), searches the top 20 with faiss (GPU index when faiss sees a GPU; torch
 matmul+topk without faiss) and reports recall@1/5/10/20 as CosPlace defines it: a query is
 found at N when a positive is among its top N; queries without positives stay in the
-denominator. Writes ``predictions.parquet``, ``recalls.json`` (recalls + protocol) and
+denominator. An eval set with several radii (``vgdata eval-set --threshold 25 --threshold 10``)
+also gets ``recalls_by_threshold`` (``{"10": {1: .., 5: ..}, "25": {..}}``, radius keys as text,
+:func:`vgtrain.manifest.threshold_key`) from the same predictions (those of the flat index when both
+were searched; the primary radius's row equals ``recalls``), and the protocol's
+``positives_by_threshold`` states per radius the queries without a positive and the mean positives
+(MSLS and the gsv family drop such queries; CosPlace keeps them as misses, as here).
+Writes ``predictions.parquet``, ``recalls.json`` (recalls + protocol) and
 ``report.html`` in ``--out``, each atomically (:func:`vgtrain.fsio.atomic_path`).
 With ``--descriptors DESC_DIR`` (written by ``vgtrain embed``, :mod:`vgtrain.descriptors`) the
 descriptors are read instead of computed and the flat search streams the database shard by shard
@@ -38,7 +44,7 @@ import torch
 from vgtrain.errors import CheckpointError, VgtrainError
 from vgtrain.fsio import atomic_path, atomic_write_text
 from vgtrain.knn import NO_FAISS_IVFPQ, IndexSpec, _check_ivfpq, _faiss, search, search_streamed
-from vgtrain.recall import RECALL_VALUES, compute_descriptors, recalls_from_hits
+from vgtrain.recall import RECALL_VALUES, compute_descriptors, recalls_by_threshold, recalls_from_hits
 
 
 @dataclass
@@ -238,7 +244,7 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
     import pyarrow.parquet as pq
 
     from vgtrain.dist import setup
-    from vgtrain.manifest import EvalManifest, check_image_roots
+    from vgtrain.manifest import EvalManifest, check_image_roots, threshold_key
     from vgtrain.stats import (
         LEVEL,
         METHOD,
@@ -303,7 +309,7 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
         q = compute_descriptors(model, manifest.queries, sizes=manifest.query_sizes, device=device, **common)
     t_desc = time.perf_counter() - t0
     k = min(max(RECALL_VALUES), len(manifest.database))
-    results, predictions = {}, None
+    results, predictions, by_threshold = {}, None, {}
     timings: dict[str, Any] = {"descriptors_s": round(t_desc, 3), "database_descriptors_reused": reused}
     intervals: dict[str, dict[int, list[float]]] = {}
     values = tuple(n for n in RECALL_VALUES if n <= k) or (1,)
@@ -320,6 +326,10 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
         }
         if predictions is None:
             predictions = _predictions_table(dist, idx, positive, manifest)
+            by_threshold = {
+                threshold_key(t): r
+                for t, r in recalls_by_threshold(idx, manifest.positives_by_threshold, values).items()
+            }
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "predictions.parquet") as tmp:
@@ -336,6 +346,14 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
         "chance_level": 100.0 * mean_positives / len(manifest.database),
         "eval_set_fingerprint": manifest.set_fingerprint,
         "threshold_m": manifest.params.get("threshold"),
+        "thresholds_m": sorted(manifest.positives_by_threshold),
+        "positives_by_threshold": {
+            threshold_key(t): {
+                "queries_without_positives": int(sum(len(p) == 0 for p in lists)),
+                "mean_positives": float(np.mean([len(p) for p in lists])),
+            }
+            for t, lists in manifest.positives_by_threshold.items()
+        },
         "image_size": (stored.image_size if stored is not None else config.image_size) or "native",
         "model": args,
         "checkpoint": str(weights_path.resolve()) if weights_path is not None else None,  # None: --weights random
@@ -349,6 +367,7 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
     bootstrap = {"resamples": RESAMPLES, "seed": SEED, "level": LEVEL, "method": METHOD}
     report = {
         "recalls": results,
+        "recalls_by_threshold": by_threshold,
         "intervals": intervals,
         "bootstrap": bootstrap,
         "protocol": protocol,
@@ -366,6 +385,7 @@ def run_eval(config: EvalConfig, *, _shared: dict[str, Any] | None = None, _file
             write_report(
                 out,
                 recalls=results,
+                recalls_by_threshold=by_threshold,
                 intervals=intervals,
                 bootstrap=bootstrap,
                 protocol=protocol,

@@ -6,12 +6,13 @@ Two layouts:
 * the **groups manifest** (``vgdata split-groups``): one row per training image with
   ``group_rank``, ``class_index``, ``collection`` and ``path``; :class:`GroupsManifest`;
 * the **eval manifest** (``vgdata eval-set``): database rows then query rows, each with
-  ``role``, ``idx``, ``image_id``, ``collection``, ``path`` and, for queries, ``positives``;
-  :class:`EvalManifest`.
+  ``role``, ``idx``, ``image_id``, ``collection``, ``path`` and, for queries, ``positives``
+  (the primary radius ``vgdata.params`` ``threshold``) and, from format 4, ``positives_<t>m`` for each
+  radius of ``vgdata.params`` ``thresholds`` (:func:`threshold_column`); :class:`EvalManifest`.
 
 Key-value metadata (:data:`META_KEYS` are required):
 
-* ``vgdata.manifest_format``: the contract's version, :data:`FORMAT` (``"2"``). A manifest without
+* ``vgdata.manifest_format``: the contract's version, :data:`FORMAT` (``"4"``). A manifest without
   the key is format ``"1"`` (absolute image roots, before this key existed) and is still read; a
   version not in :data:`READABLE_FORMATS` (a newer vgdata) is refused with one line.
 * ``vgdata.params`` (JSON) and ``vgdata.catalog_fingerprint``: what made the manifest.
@@ -38,6 +39,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,18 @@ from vgtrain.manifest_file import (  # noqa: F401 - re-exported: every manifest 
     full_paths,
     parse_image_roots,
 )
+
+
+def threshold_key(threshold: float) -> str:
+    """A radius as text, as vgdata writes it: plain decimal, shortest digits giving the float back, no trailing
+    zeros (25.0 -> ``"25"``, 12.5 -> ``"12.5"``); the keys of ``recalls_by_threshold`` in recalls.json."""
+    text = format(Decimal(repr(float(threshold))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def threshold_column(threshold: float) -> str:
+    """The eval manifest column of a radius (format 4): ``positives_<key>m``, ``.`` as ``_`` (``positives_12_5m``)."""
+    return f"positives_{threshold_key(threshold).replace('.', '_')}m"
 
 
 def _fingerprint(catalog_fingerprint: str, params: dict) -> str:
@@ -169,7 +183,7 @@ class EvalManifest:
     queries: list[str] = field(repr=False)
     """Absolute paths in query ``idx`` order."""
     positives: list[np.ndarray] = field(repr=False)
-    """Per query, the sorted database ``idx`` (int64) within the threshold; may be empty."""
+    """Per query, the sorted database ``idx`` (int64) within the primary threshold; may be empty."""
     database_sizes: list[tuple[int, int]] | None = field(default=None, repr=False)
     """(width, height) per database image from the manifest, or None when it lacks them."""
     query_sizes: list[tuple[int, int]] | None = field(default=None, repr=False)
@@ -187,6 +201,14 @@ class EvalManifest:
     """:func:`eval_set_fingerprint` of the rows."""
     image_roots: dict[str, str] = field(default_factory=dict)
     """The absolute folder each collection was read from (after the root rule and overrides)."""
+    positives_by_threshold: dict[float, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    """Radius (metres) -> per query, as :attr:`positives`; ascending; the primary radius always (its lists are
+    :attr:`positives`); the other radii of a format-4 manifest's ``thresholds``."""
+
+    @property
+    def threshold(self) -> float:
+        """The primary radius, metres (``vgdata.params`` ``threshold``)."""
+        return float(self.params["threshold"])
 
     @staticmethod
     def open(path: str | os.PathLike) -> ManifestFile:
@@ -213,7 +235,13 @@ class EvalManifest:
         sized = "width" in names and "height_px" in names
         utm = [c for c in ("utm_east", "utm_north", "utm_zone") if c in names]
         extra = (["width", "height_px"] if sized else []) + utm
-        table = mf.pf.read(columns=list(EVAL_COLUMNS) + extra)
+        primary, others = _thresholds(mf)
+        lacking = [threshold_column(t) for t in others if threshold_column(t) not in names]
+        if lacking:
+            raise ManifestError(
+                f"eval manifest {path} lacks column(s) {', '.join(lacking)} of its thresholds; rebuild it with `{command}`"
+            )
+        table = mf.pf.read(columns=list(EVAL_COLUMNS) + extra + [threshold_column(t) for t in others])
 
         def role(name: str) -> pa.Table:
             part = table.filter(pc.equal(table["role"], name))
@@ -231,17 +259,12 @@ class EvalManifest:
                 f"eval manifest {path} has {db.num_rows} database and {qs.num_rows} query rows; "
                 f"rebuild it with `{command}` and non-empty sets"
             )
-        pos = qs["positives"].combine_chunks()
-        offsets = pos.offsets.to_numpy().astype(np.int64)  # absolute positions in pos.values
-        values = pos.values.to_numpy(zero_copy_only=False).astype(np.int64)
-        nulls = pos.is_null().to_numpy(zero_copy_only=False)  # a null list: no positives
-        positives = [
-            np.sort(values[a:b]) if not null else np.zeros(0, np.int64)
-            for a, b, null in zip(offsets[:-1], offsets[1:], nulls, strict=True)
-        ]
-        values = np.concatenate([np.zeros(0, np.int64), *positives])
-        if values.size and (values.min() < 0 or values.max() >= db.num_rows):
-            raise ManifestError(f"eval manifest {path} has positives outside the database; rebuild it")
+        positives = _lists(qs["positives"])
+        by_threshold = {primary: positives, **{t: _lists(qs[threshold_column(t)]) for t in others}}
+        for lists in by_threshold.values():
+            values = np.concatenate([np.zeros(0, np.int64), *lists])
+            if values.size and (values.min() < 0 or values.max() >= db.num_rows):
+                raise ManifestError(f"eval manifest {path} has positives outside the database; rebuild it")
         if not any(p.size for p in positives):
             raise ManifestError(
                 f"eval manifest {path} has no query with a positive; rebuild it with `{command}` "
@@ -275,8 +298,11 @@ class EvalManifest:
             query_ids=qs["image_id"].to_numpy().astype(np.int64),
             database_utm=positions(db),
             query_utm=positions(qs),
-            set_fingerprint=eval_set_fingerprint(pa.concat_tables([db, qs]), mf.params.get("threshold")),
+            set_fingerprint=eval_set_fingerprint(
+                pa.concat_tables([db, qs]), mf.params.get("threshold"), {t: qs[threshold_column(t)] for t in others}
+            ),
             image_roots=roots,
+            positives_by_threshold=dict(sorted(by_threshold.items())),
         )
 
     @property
@@ -285,7 +311,40 @@ class EvalManifest:
         return _fingerprint(self.catalog_fingerprint, self.params)
 
 
-def eval_set_fingerprint(rows: pa.Table, threshold: Any) -> str:
+def _lists(column: pa.ChunkedArray) -> list[np.ndarray]:
+    """Per row, the sorted int64 values of a list<int32> column (a null list: empty)."""
+    pos = column.combine_chunks()
+    offsets = pos.offsets.to_numpy().astype(np.int64)  # absolute positions in pos.values
+    values = pos.values.to_numpy(zero_copy_only=False).astype(np.int64)
+    nulls = pos.is_null().to_numpy(zero_copy_only=False)  # a null list: no positives
+    return [
+        np.sort(values[a:b]) if not null else np.zeros(0, np.int64)
+        for a, b, null in zip(offsets[:-1], offsets[1:], nulls, strict=True)
+    ]
+
+
+def _thresholds(mf: ManifestFile) -> tuple[float, list[float]]:
+    """(the primary radius, the other radii of ``thresholds`` ascending) from ``vgdata.params``; ManifestError when
+    they are not positive finite numbers. Formats 1..3 have no ``thresholds``: the primary alone."""
+
+    def radius(v: Any) -> float | None:
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) and v > 0
+        return float(v) if ok else None
+
+    primary = radius(mf.params.get("threshold"))
+    given = mf.params.get("thresholds", [])
+    radii = [radius(v) for v in given] if isinstance(given, list) else [None]
+    if primary is None or None in radii:
+        raise ManifestError(
+            f"eval manifest {mf.path} has no valid threshold(s) in vgdata.params (positive metres); "
+            f"rebuild it with `{mf.command}`"
+        )
+    return primary, sorted({r for r in radii if r is not None and r != primary})
+
+
+def eval_set_fingerprint(
+    rows: pa.Table, threshold: Any, other_thresholds: Mapping[float, pa.ChunkedArray] | None = None
+) -> str:
     """sha256 of what an eval set is: its database and queries in idx order and each query's positives.
 
     ``rows``: the database rows in ``idx`` order, then the query rows in ``idx`` order. Hashes
@@ -294,6 +353,9 @@ def eval_set_fingerprint(rows: pa.Table, threshold: Any) -> str:
     catalog, a re-run of ``vgdata eval-set``) keeps its fingerprint while other queries, another
     database or other positives change it. Two evals with equal fingerprints have the same query
     at every ``query_idx`` and can be compared query by query (``vgtrain compare``).
+    ``other_thresholds``: the radii besides the primary one -> their query rows' ``positives_<t>m`` lists;
+    they are hashed too (radii and lists), and only when there are some, so a set with the primary radius
+    alone keeps the fingerprint it had before format 4.
     """
     h = hashlib.sha256(b"vgtrain eval set v1\0")
     h.update(json.dumps({"threshold": threshold}, sort_keys=True).encode())
@@ -307,4 +369,11 @@ def eval_set_fingerprint(rows: pa.Table, threshold: Any) -> str:
     lengths = pc.fill_null(pc.list_value_length(pos), -1).to_numpy(zero_copy_only=False)  # null (database row): -1
     h.update(b"positives\0" + lengths.astype("<i8").tobytes())
     h.update(pc.list_flatten(pos).to_numpy(zero_copy_only=False).astype("<i8").tobytes())
+    if other_thresholds:
+        h.update(json.dumps({"thresholds": sorted(map(float, other_thresholds))}).encode())
+        for t in sorted(other_thresholds):
+            lists = other_thresholds[t].combine_chunks()
+            lengths = pc.fill_null(pc.list_value_length(lists), -1).to_numpy(zero_copy_only=False)
+            h.update(f"positives {t!r}\0".encode() + lengths.astype("<i8").tobytes())
+            h.update(pc.list_flatten(lists).to_numpy(zero_copy_only=False).astype("<i8").tobytes())
     return h.hexdigest()

@@ -23,10 +23,11 @@ from vgtrain.errors import VgtrainError
 
 FORMAT_KEY = "vgdata.manifest_format"
 """Metadata key of the contract's version."""
-FORMAT = "3"
-"""The version vgdata writes: image roots relative to the catalog, plus ``vgdata.catalog_location`` (2), and a
-``utm_epsg`` column (3; vgtrain does not need it)."""
-READABLE_FORMATS = ("1", "2", "3")
+FORMAT = "4"
+"""The version vgdata writes: image roots relative to the catalog, plus ``vgdata.catalog_location`` (2), a
+``utm_epsg`` column (3; vgtrain does not need it), and in eval manifests a ``positives_<t>m`` column per radius
+of ``vgdata.params`` ``thresholds`` (4; :attr:`vgtrain.manifest.EvalManifest.positives_by_threshold`)."""
+READABLE_FORMATS = ("1", "2", "3", "4")
 """Versions this vgtrain reads; ``"1"`` (no key) had absolute roots."""
 LOCATION_KEY = "vgdata.catalog_location"
 """Metadata key of the catalog's absolute path at write time (informational)."""

@@ -7,6 +7,8 @@ and the report) calls :func:`compute_descriptors` and :func:`recalls_from_hits`.
 Recall@N: a query counts as found at N if any of its top-N predictions is a positive
 (a database image within the threshold, as listed in the eval manifest); queries without
 any positive stay in the denominator. Reported in percent, for N in RECALL_VALUES.
+An eval set with several radii (``EvalManifest.positives_by_threshold``) gets Recall@N per radius
+from the same predictions (:func:`recalls_by_threshold`): only the membership test changes.
 kNN is exact L2 on L2-normalised descriptors (:func:`vgtrain.knn.search`, flat): faiss (a GPU
 index when faiss sees a GPU) when it is importable, otherwise torch matmul + topk.
 """
@@ -51,6 +53,14 @@ def compute_descriptors(
 def recalls(predictions: np.ndarray, positives: list[np.ndarray], values=RECALL_VALUES) -> dict[int, float]:
     """Recall@N in percent (CosPlace's definition) from (Q, k) predicted database indices."""
     return recalls_from_hits(hits(predictions, positives, values), values)
+
+
+def recalls_by_threshold(
+    predictions: np.ndarray, positives_by_threshold: dict[float, list[np.ndarray]], values=RECALL_VALUES
+) -> dict[float, dict[int, float]]:
+    """Recall@N in percent per radius (metres, ascending) from one (Q, k) array of predicted database indices;
+    ``positives_by_threshold``: radius -> per query, its positives (queries without any stay in the denominator)."""
+    return {float(t): recalls(predictions, pos, values) for t, pos in sorted(positives_by_threshold.items())}
 
 
 def recalls_from_hits(found: np.ndarray, values=RECALL_VALUES) -> dict[int, float]:

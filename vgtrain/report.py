@@ -7,8 +7,10 @@ external file, stylesheet, script or URL):
    95% bootstrap interval in brackets when given, and, when both flat and IVF-PQ were searched,
    the recall IVF-PQ loses (flat - ivfpq) per N; below it the chance level (mean positives per
    query / database size: the R@1 a random ranking gets, roughly) and how the intervals were
-   made; then the protocol (sets, counts, threshold, model, checkpoint, index parameters,
-   timings) as a table;
+   made; when the eval set holds several radii, a second table with one row per radius
+   (Recall@N from the same predictions, and the queries without a positive at that radius);
+   then the protocol (sets, counts, threshold, model, checkpoint, index parameters, timings)
+   as a table;
 2. a map (matplotlib, Agg canvas, PNG): database positions as small grey points, queries green
    when their first prediction is a positive (correct at R@1) and red otherwise, in metres
    from the south-west corner of the UTM coordinates of the eval manifest;
@@ -85,6 +87,7 @@ def write_report(
     thumb_size: int = 128,
     intervals: Mapping[str, Mapping[Any, Sequence[float]]] | None = None,
     bootstrap: Mapping[str, Any] | None = None,
+    recalls_by_threshold: Mapping[str, Mapping[Any, float]] | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and return its path.
 
@@ -93,6 +96,9 @@ def write_report(
     ``chance_level``, ``mean_positives`` and ``n_database`` give the chance-level line.
     ``intervals``: ``{"flat": {1: [lo, hi], ...}}`` (percent), shown after each recall;
     ``bootstrap``: how they were made (``resamples``, ``seed``, ``level``, ``method``).
+    ``recalls_by_threshold``: ``{"10": {1: 30.0, ...}, "25": {...}}`` (radius in metres as text -> Recall@N);
+    shown as its own table when it holds more than one radius, with the protocol's ``threshold_m`` marked
+    primary and its ``positives_by_threshold`` counts.
     ``predictions``: the top-k per query (of the flat index when both were searched) (:data:`PREDICTION_COLUMNS`).
     ``manifest``: a :class:`vgtrain.manifest.EvalManifest` (image paths, positives, ``database_utm``/``query_utm``).
     Raises ValueError for a predictions table without the needed columns, indices outside the
@@ -129,6 +135,7 @@ def write_report(
         "<h2>Recall@N (%)</h2>",
         _recalls_html(recalls, intervals),
         _chance_html(protocol, bootstrap if intervals else None),
+        _thresholds_html(recalls_by_threshold, protocol),
         "<h2>Protocol</h2>",
         _protocol_html(protocol),
         "<h2>Map</h2>",
@@ -245,6 +252,39 @@ def _recalls_html(
             except (KeyError, TypeError, ValueError):
                 cells.append("<td>&ndash;</td>")
         rows.append(f'<tr class="loss"><th scope="row">recall lost (flat &minus; ivfpq)</th>{"".join(cells)}</tr>')
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
+def _thresholds_html(by_threshold: Mapping[str, Mapping[Any, float]] | None, protocol: Mapping[str, Any]) -> str:
+    """Recall@N per radius (one row each, ascending), or '' for one radius or none."""
+    if not by_threshold or len(by_threshold) < 2:
+        return ""
+
+    def metres(key: str) -> float:
+        try:
+            return float(key)
+        except (TypeError, ValueError):
+            return math.inf
+
+    keys = sorted(by_threshold, key=lambda k: (metres(k), str(k)))
+    table = {k: _by_n(by_threshold[k]) for k in keys}
+    ns = sorted({n for row in table.values() for n in row})
+    counts = protocol.get("positives_by_threshold") or {}
+    primary = protocol.get("threshold_m")
+    head = "".join(f'<th scope="col">R@{n}</th>' for n in ns)
+    rows = [
+        "<h2>Recall@N (%) per threshold</h2>",
+        f'<table class="recalls"><thead><tr><th scope="col">threshold</th>{head}'
+        '<th scope="col">queries without a positive</th></tr></thead><tbody>',
+    ]
+    for k in keys:
+        label = f"{k} m" + (" (primary)" if primary is not None and metres(k) == metres(str(primary)) else "")
+        cells = "".join(f"<td>{_fmt_pct(table[k][n])}</td>" if n in table[k] else "<td>&ndash;</td>" for n in ns)
+        without = (counts.get(k) or {}).get("queries_without_positives")
+        rows.append(
+            f'<tr><th scope="row">{esc(label)}</th>{cells}<td>{esc(without) if without is not None else "&ndash;"}</td></tr>'
+        )
     rows.append("</tbody></table>")
     return "".join(rows)
 

@@ -187,7 +187,7 @@ def probe_tables(payload: dict) -> dict[str, pa.Table]:
             "pitch": n.pitch_deg,
             "roll": n.roll_deg,
             "altitude": n.altitude_m,
-            "timestamp": n.timestamp,
+            "timestamp": n.timestamp or None,
             "year": n.year,
             "month": n.month,
             "width": width,

@@ -87,5 +87,7 @@ def read(root: Path) -> list[NativeCollection]:
         for p in sorted(images.rglob("*")):
             rel = p.relative_to(root).as_posix()
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and rel not in named:
-                coll.rejects.append(("image", str(p), None, "no metadata row", "no Dataframes/*.csv row names this file"))
+                coll.rejects.append(
+                    ("image", str(p), None, "no metadata row", "no Dataframes/*.csv row names this file")
+                )
     return [coll] if coll.rows or coll.rejects else []

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,25 +99,39 @@ def attributes_schema(dataset: str) -> pa.Schema:
     return pa.schema([*ATTRIBUTES, *own])
 
 
-_READ: dict[tuple[str, str], list[NativeCollection]] = {}
+_READ: dict[tuple[str, str, str], list[NativeCollection]] = {}
 
 
-def read_dataset(dataset: str, root: Path, *, fresh: bool = False) -> list[NativeCollection]:
-    """The dataset's collections, read once per process (``fresh``: read again)."""
+def default_prefix(dataset: str) -> str:
+    """The collection prefix of a dataset: its module's ``PREFIX``, else its name with '-' as '_'."""
+    return getattr(dataset_module(dataset), "PREFIX", dataset.replace("-", "_"))
+
+
+def read_dataset(dataset: str, root: Path, *, prefix: str | None = None, fresh: bool = False) -> list[NativeCollection]:
+    """The dataset's collections, named ``<prefix>_<name>`` (``prefix`` None: :func:`default_prefix`;
+    ``""``: the reader's names as they are), read once per process (``fresh``: read again).
+
+    The prefix lets several datasets share one catalog: Tokyo's, Nordland's and SVOX's
+    ``test_database`` become ``tokyo247_test_database``, ``nordland_test_database``, ``svox_test_database``.
+    """
     if not root.is_dir():
         raise UsageError(f"{dataset} folder not found: {root}")
-    key = (dataset, str(root.resolve()))
+    prefix = default_prefix(dataset) if prefix is None else prefix
+    if prefix and not prefix.replace("_", "").replace("-", "").isalnum():
+        raise UsageError(f"--prefix must be letters, digits, '_' or '-', got {prefix!r}")
+    key = (dataset, str(root.resolve()), prefix)
     if fresh or key not in _READ:
         collections = dataset_module(dataset).read(root)
         if not collections:
             raise UsageError(f"no {dataset} data found in {root}: {dataset_module(dataset).__doc__.splitlines()[0]}")
-        _READ[key] = collections
+        _READ[key] = [replace(c, name=f"{prefix}_{c.name}" if prefix else c.name) for c in collections]
     return _READ[key]
 
 
 def describe(config) -> dict:
     """The inputs, for the build's plan key."""
-    return {"dataset": config.dataset, "root": str(config.dataset_root.resolve()), "collection": config.collection}
+    root = str(config.dataset_root.resolve())
+    return {"dataset": config.dataset, "root": root, "collection": config.collection, "prefix": config.prefix}
 
 
 def plan(config, cat) -> tuple[list[tuple[str, dict]], pa.Table, str]:
@@ -125,7 +139,7 @@ def plan(config, cat) -> tuple[list[tuple[str, dict]], pa.Table, str]:
     from vgdata.jobs import cut_shards
 
     root = config.dataset_root.resolve()
-    found = {c.name: c for c in read_dataset(config.dataset, root)}
+    found = {c.name: c for c in read_dataset(config.dataset, root, prefix=config.prefix)}
     if config.collection not in found:
         raise UsageError(f"{config.dataset} in {root} has no collection {config.collection!r}; have {', '.join(found)}")
     coll = found[config.collection]
