@@ -126,3 +126,19 @@ def test_cli_from_and_add_queries(gsv_catalog, tmp_path):
     assert r.exit_code == 2 and "unknown dataset 'gsv'" in r.output and "gsv-cities" in r.output
     r = runner.invoke(vgdata_app, ["build-catalog", str(tmp_path / "c"), "--from", "gsv-cities", str(tmp_path / "no")])
     assert r.exit_code == 2 and "gsv-cities folder not found" in r.output
+
+
+def test_symlink_out_of_the_dataset_is_refused(tmp_path):
+    """A CSV row whose file is a symlink leading out of the dataset folder: a reject, never read."""
+    root = make_gsv_cities(tmp_path / "gsv")
+    outside = tmp_path / "secret.jpg"
+    Image.new("RGB", (16, 16)).save(outside)
+    city, place, year, month, north, lat, lon, pano = "London", 5, 2015, 4, 7, 51.5, -0.12, "linked"
+    with (root / "Dataframes" / "London.csv").open("a", newline="") as f:
+        csv.writer(f).writerow([place, year, month, north, city, lat, lon, pano])
+    link = root / "Images" / city / _name(city, place, year, month, north, lat, lon, pano)
+    link.symlink_to(outside)
+    [r] = build_dataset(BuildConfig(tmp_path / "cat", dataset="gsv-cities", dataset_root=root, workers=1))
+    assert r.images == 4 and r.rejects_by_reason["path outside folder"] == 1
+    rejects = pq.read_table(tmp_path / "cat" / "rejects").to_pylist()
+    assert [x["path"] for x in rejects if x["reason"] == "path outside folder"] == [str(link)]

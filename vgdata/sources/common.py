@@ -88,9 +88,14 @@ def display_path(path: str | os.PathLike[str]) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def safe_relative(base: Path, rel: str) -> str | None:
+def safe_relative(base: Path, rel: str, *, follow_links: bool = True) -> str | None:
     """``rel`` as a normalised '/'-separated path inside ``base``, or None if it points outside
-    (or holds a NUL character, which no file name can)."""
+    (or holds a NUL character, which no file name can).
+
+    ``follow_links=False`` checks the text only (absolute, drive or ``..`` leading out), without
+    touching the file system: for millions of metadata rows, whose files are then opened through
+    :func:`inside` (which resolves symlinks) in the workers.
+    """
     rel = rel.replace("\\", "/").strip()
     if not rel or rel.startswith("/") or re.match(r"^[A-Za-z]:", rel) or "\x00" in rel:
         return None
@@ -106,12 +111,23 @@ def safe_relative(base: Path, rel: str) -> str | None:
             parts.append(part)
     if not parts:
         return None
+    if not follow_links:
+        return "/".join(parts)
     resolved = (base / Path(*parts)).resolve()
     try:
         resolved.relative_to(base.resolve())
     except ValueError:  # a symlink inside the folder leading out of it
         return None
     return "/".join(parts)
+
+
+def inside(base: Path, path: Path) -> bool:
+    """True when ``path``, symlinks resolved, lies inside ``base`` (resolved): a link out of it is refused."""
+    try:
+        path.resolve().relative_to(base.resolve())
+    except (ValueError, OSError, RuntimeError):  # outside, unreadable, or a symlink loop
+        return False
+    return True
 
 
 def lat_folder(lat: float) -> str:

@@ -43,7 +43,15 @@ import pyarrow as pa
 
 from vgdata.errors import UsageError
 from vgdata.schema import ATTRIBUTES, IMAGES, PANORAMAS, REJECTS, from_columns
-from vgdata.sources.common import add_reject, canonical_timestamp, image_id, is_utf8, new_rejects, safe_relative
+from vgdata.sources.common import (
+    add_reject,
+    canonical_timestamp,
+    image_id,
+    inside,
+    is_utf8,
+    new_rejects,
+    safe_relative,
+)
 
 DATASETS = {
     "msls": "vgdata.sources.ds_msls",
@@ -184,7 +192,8 @@ def prepare_rows(
         add_reject(rej, collection, "metadata" if r.get("source") else "image", where, r.get("row"), reason, detail)
 
     for r in rows:
-        rel = safe_relative(root, str(r.get("path", ""))) if is_utf8(str(r.get("path", ""))) else None
+        text = str(r.get("path", ""))
+        rel = safe_relative(root, text, follow_links=False) if is_utf8(text) else None  # links: in the workers
         if rel is None:
             reject(r, "path outside folder", f"{r.get('path')!r} is not a file inside {root}")
             continue
@@ -203,7 +212,7 @@ def prepare_rows(
         seen[rel] = r.get("row") or len(seen) + 1
         item = {k: r.get(k) for k in IMAGE_FIELDS}
         item["src"] = rel
-        item["heading"] = None if heading is None else float(_wrap(heading))
+        item["heading"] = None if heading is None else _wrap(float(heading))
         item["timestamp"], item["year"], item["month"] = parsed if parsed else (None, None, None)
         item["attrs"] = dict(r.get("attrs") or {})
         if allowed is not None and not item["attrs"].keys() <= allowed:
@@ -217,9 +226,9 @@ def prepare_rows(
 
 
 def _wrap(h: float) -> float:
-    from vgdata.geo import wrap_heading
-
-    return float(wrap_heading(h))
+    """A finite heading in degrees wrapped into [0, 360) (as :func:`vgdata.geo.wrap_heading`, for one value)."""
+    w = h % 360.0 + 0.0  # Python's float modulo is non-negative for a positive divisor; + 0.0 drops -0.0
+    return 0.0 if w >= 360.0 else w
 
 
 def _positions(items: list[dict], reject) -> list[dict]:
@@ -291,6 +300,11 @@ def run_shard(payload: dict) -> dict:
     rej = new_rejects()
     for it in payload["items"]:
         full = folder / it["src"]
+        if not inside(folder, full):  # the rows were checked as text; a symlink may still lead out
+            add_reject(
+                rej, collection, "image", str(full), None, "path outside folder", f"{full} leads out of {folder}"
+            )
+            continue
         probed = probe_header(full)
         if isinstance(probed[0], str):
             add_reject(rej, collection, "image", str(full), None, *probed)
