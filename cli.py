@@ -183,38 +183,22 @@ def build_catalog_cmd(
     Re-running after an interruption finishes the remaining shards only; after a source file
     changed (size or modification time; its bytes with --verify), the shards that read it.
     """
+    common = {
+        "workers": workers,
+        "executor": executor,
+        "ray_address": ray_address,
+        "shard_size": shard_size,
+        "strict": strict,
+        "json_out": json_out,
+        "verify": verify,
+        "wait": not no_wait,
+    }
     if from_ is not None and from_[0] is not None:
-        _run_dataset_build(
-            catalog,
-            dataset=from_[0],
-            dataset_root=from_[1],
-            only=[c.strip() for c in only.split(",") if c.strip()] if only else None,
-            prefix=prefix,
-            workers=workers,
-            executor=executor,
-            ray_address=ray_address,
-            shard_size=shard_size,
-            strict=strict,
-            json_out=json_out,
-            verify=verify,
-            wait=not no_wait,
-        )
+        chosen = [c.strip() for c in only.split(",") if c.strip()] if only else None
+        _run_dataset_build(catalog, dataset=from_[0], dataset_root=from_[1], only=chosen, prefix=prefix, **common)
         return
     _run_build(
-        catalog,
-        panoramas=panoramas,
-        metadata=metadata,
-        images=images,
-        collection=collection,
-        quality=quality,
-        workers=workers,
-        executor=executor,
-        ray_address=ray_address,
-        shard_size=shard_size,
-        strict=strict,
-        json_out=json_out,
-        verify=verify,
-        wait=not no_wait,
+        catalog, panoramas=panoramas, metadata=metadata, images=images, collection=collection, quality=quality, **common
     )
 
 
@@ -831,7 +815,9 @@ def version_cmd() -> None:
 def fit_cmd(
     ctx: typer.Context,
     *,
-    groups: Annotated[str, typer.Option(help="Groups manifest (vgdata split-groups).")],
+    groups: Annotated[
+        str, typer.Option(help="Groups manifest (vgdata split-groups; or split-places with --groups-num 1).")
+    ],
     val: Annotated[str, typer.Option(help="Validation eval manifest (vgdata eval-set).")],
     out: Annotated[str, typer.Option(help="Run folder for checkpoints and the log.")],
     backbone: Annotated[

@@ -44,7 +44,7 @@ import pyarrow as pa
 
 from vgdata.errors import UsageError
 from vgdata.sources.common import IMAGE_SUFFIXES
-from vgdata.sources.matstruct import MatError, load_dbstruct
+from vgdata.sources.matstruct import MatError, load_dbstruct, radius_attributes, radius_columns
 from vgdata.sources.native import NativeCollection
 
 NAME = "pitts"
@@ -53,20 +53,14 @@ PREFIX = ""
 ATTRIBUTES: list[tuple[str, pa.DataType]] = [
     ("pitts_pitch", pa.int16()),  # pitch index of the view, 1..2 (from the name)
     ("pitts_yaw", pa.int16()),  # yaw index of the view, 1..12, relative to the capture (from the name)
-    ("pitts_pos_dist_thr", pa.float64()),  # the .mat's posDistThr, metres (query rows)
-    ("pitts_pos_dist_sq_thr", pa.float64()),  # posDistSqThr, square metres (query rows)
-    ("pitts_non_triv_pos_dist_sq_thr", pa.float64()),  # nonTrivPosDistSqThr, square metres (query rows)
+    *radius_attributes("pitts"),  # the .mat's posDistThr (m), posDistSqThr, nonTrivPosDistSqThr (m^2): query rows
 ]
 
 ZONE, LETTER = 17, "T"
 QUERY_FOLDER = "queries_real"
 _MAT = re.compile(r"^(pitts(?:30k|250k))_(train|val|test)\.mat$")
 _VIEW = re.compile(r"^(\d+)_pitch(\d+)_yaw(\d+)\.jpg$")
-_THRESHOLD_COLUMNS = {
-    "posDistThr": "pitts_pos_dist_thr",
-    "posDistSqThr": "pitts_pos_dist_sq_thr",
-    "nonTrivPosDistSqThr": "pitts_non_triv_pos_dist_sq_thr",
-}
+_THRESHOLD_COLUMNS = radius_columns("pitts")
 
 
 def view_fields(name: str) -> dict:

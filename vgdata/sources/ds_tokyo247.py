@@ -48,7 +48,7 @@ import pyarrow as pa
 
 from vgdata.errors import UsageError
 from vgdata.sources.common import IMAGE_SUFFIXES
-from vgdata.sources.matstruct import DbStruct, MatError, load_dbstruct
+from vgdata.sources.matstruct import DbStruct, MatError, load_dbstruct, radius_attributes, radius_columns
 from vgdata.sources.native import NativeCollection
 
 NAME = "tokyo247"
@@ -57,19 +57,13 @@ ATTRIBUTES: list[tuple[str, pa.DataType]] = [
     ("tokyo247_view_code", pa.string()),  # database: the name's middle token ('012'), verbatim
     ("tokyo247_query_id", pa.string()),  # queries: the sidecar's id field, verbatim
     ("tokyo247_query_fields", pa.string()),  # queries: the sidecar line's fields after lat, lon, verbatim
-    ("tokyo247_pos_dist_thr", pa.float64()),  # the .mat's posDistThr, metres (query rows)
-    ("tokyo247_pos_dist_sq_thr", pa.float64()),  # posDistSqThr, square metres (query rows)
-    ("tokyo247_non_triv_pos_dist_sq_thr", pa.float64()),  # nonTrivPosDistSqThr, square metres (query rows)
+    *radius_attributes("tokyo247"),  # the .mat's posDistThr (m), posDistSqThr, nonTrivPosDistSqThr (m^2): query rows
 ]
 
 ZONE, LETTER = 54, "S"
 QUERY_FOLDER = "247query_subset_v2"
 _CUTOUT = re.compile(r"^(.{22})_(\d{3})_(\d{3})\.[A-Za-z]+$")
-_THRESHOLD_COLUMNS = {
-    "posDistThr": "tokyo247_pos_dist_thr",
-    "posDistSqThr": "tokyo247_pos_dist_sq_thr",
-    "nonTrivPosDistSqThr": "tokyo247_non_triv_pos_dist_sq_thr",
-}
+_THRESHOLD_COLUMNS = radius_columns("tokyo247")
 
 
 def cutout_fields(name: str) -> dict:

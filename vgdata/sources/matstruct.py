@@ -138,3 +138,23 @@ def _scalar(value: Any) -> float | None:
     if arr is None or arr.size != 1 or arr.dtype.kind not in "iuf":
         return None
     return float(arr.reshape(-1)[0])
+
+
+RADII = {
+    "posDistThr": ("pos_dist_thr", "metres"),
+    "posDistSqThr": ("pos_dist_sq_thr", "square metres"),
+    "nonTrivPosDistSqThr": ("non_triv_pos_dist_sq_thr", "square metres"),
+}
+"""The dbStruct's ground-truth radii and the attribute column suffix each is kept under."""
+
+
+def radius_columns(prefix: str) -> dict[str, str]:
+    """dbStruct field -> attribute column (``<prefix>_pos_dist_thr`` ...) for a dataset's own columns."""
+    return {field_name: f"{prefix}_{suffix}" for field_name, (suffix, _) in RADII.items()}
+
+
+def radius_attributes(prefix: str) -> list[tuple[str, Any]]:
+    """The float64 attribute columns holding the radii (query rows), named by :func:`radius_columns`."""
+    import pyarrow as pa
+
+    return [(column, pa.float64()) for column in radius_columns(prefix).values()]
