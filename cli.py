@@ -569,7 +569,9 @@ def _print_split(r, json_out: bool) -> None:
 def split_places_cmd(
     catalog: CatalogArg,
     *,
-    collection: Annotated[str, typer.Option(help="Collection whose places become classes.")] = "train_database",
+    collection: Annotated[
+        str, typer.Option(help="Collection whose places become classes.")
+    ] = "gsv_cities_train_database",
     min_images: Annotated[int, typer.Option(help="Drop places with fewer images (min_img_per_place).")] = 4,
     name: Annotated[
         str | None, typer.Option(help="Manifest name: manifests/places_NAME.parquet (default from the options).")

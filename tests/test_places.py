@@ -54,7 +54,7 @@ def places_catalog(tmp_path_factory):
     paths = make_places(root)
     cat = tmp_path_factory.mktemp("placescat") / "cat"
     build_dataset(BuildConfig(cat, dataset="gsv-cities", prefix="", dataset_root=root, workers=1))
-    r = split_places(PlacesConfig(cat, min_images=MIN))
+    r = split_places(PlacesConfig(cat, collection="train_database", min_images=MIN))
     return cat, paths, r, root
 
 
@@ -121,16 +121,19 @@ def test_check_runs_the_places_audits_and_finds_tampering(places_catalog, tmp_pa
 def test_cli_json_names_and_errors(places_catalog):
     cat, _, _, _ = places_catalog
     runner = CliRunner()
-    res = runner.invoke(vgdata_app, ["split-places", str(cat), "--min-images", "5", "--name", "big", "--json"])
+    res = runner.invoke(
+        vgdata_app,
+        ["split-places", str(cat), "--collection", "train_database", "--min-images", "5", "--name", "big", "--json"],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["kept_places"] == 1 and out["manifest"].endswith("manifests/places_big.parquet")
     assert {r["place_id"] for r in pq.read_table(out["manifest"]).to_pylist()} == {"10"}
-    res = runner.invoke(vgdata_app, ["split-places", str(cat), "--min-images", "50"])
+    res = runner.invoke(vgdata_app, ["split-places", str(cat), "--collection", "train_database", "--min-images", "50"])
     assert res.exit_code == 1 and "smaller --min-images" in res.output and "Traceback" not in res.output
     res = runner.invoke(vgdata_app, ["split-places", str(cat), "--collection", "nope"])
     assert res.exit_code != 0 and "no collection 'nope'" in res.output
-    res = runner.invoke(vgdata_app, ["split-places", str(cat), "--name", "a/b"])
+    res = runner.invoke(vgdata_app, ["split-places", str(cat), "--collection", "train_database", "--name", "a/b"])
     assert res.exit_code != 0 and "Traceback" not in res.output
     (Path(cat) / "manifests" / "places_big.parquet").unlink()
 

@@ -52,8 +52,8 @@ class PlacesConfig:
 
     catalog: Path
     """Catalog folder."""
-    collection: str = "train_database"
-    """Collection whose places become classes (gsv-cities imports as ``train_database``)."""
+    collection: str = "gsv_cities_train_database"
+    """Collection whose places become classes (``--from gsv-cities`` imports as ``gsv_cities_train_database``)."""
     min_images: int = 4
     """Places with fewer images are dropped (gsv-cities' ``min_img_per_place``)."""
     name: str | None = None
