@@ -156,11 +156,11 @@ def test_bad_image_root_is_one_line(moved, tmp_path):
 @pytest.mark.slow
 def test_unknown_format_version_is_one_line_and_format_1_is_still_read(moved, tmp_path):
     newer = rewrite_meta(moved["val"], moved["copy"] / "manifests" / "eval_newer.parquet",
-                         **{"vgdata.manifest_format": "4"})  # fmt: skip
+                         **{"vgdata.manifest_format": "5"})  # fmt: skip
     res = vgtrain("eval", "--weights", "random", "--backbone", "ResNet18", "--eval-set", str(newer),
                   "--out", str(tmp_path / "e"), "--device", "cpu")  # fmt: skip
     assert one_error_line(res) == (
-        f"error: eval manifest {newer} has format version '4', which this vgtrain cannot read (it reads 1, 2, 3); "
+        f"error: eval manifest {newer} has format version '5', which this vgtrain cannot read (it reads 1, 2, 3, 4); "
         "upgrade vgtrain, or rebuild the manifest with this version's `vgdata eval-set`"
     )
     # format 1 (no version key, absolute roots) from anywhere: read as it was
