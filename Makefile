@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install -q -c constraints-cpu.txt
 
-.PHONY: demo test test-all test-slow lint bench clean
+.PHONY: demo demo-prague test test-all test-slow lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.dev: $(BIN)/python pyproject.toml constraints-cpu.txt
-	$(PIP) -e '.[dev,train,catalog,ray,datasets]'
+	$(PIP) -e '.[dev,train,catalog,ray,datasets,gis,prague,helsinki,notebooks]'
 	touch $@
 
 # The fast loop (< 3 min on 2 cores): every test not marked slow, on 2 pytest-xdist workers (a module's
@@ -36,6 +36,10 @@ lint: $(VENV)/.dev
 
 demo: $(VENV)/.dev
 	$(BIN)/python runs/demo.py catalogs/demo
+
+# The demo over real footprints (Prague-Bubenec, momepy's bubenec.gpkg): catalog, training, evaluation.
+demo-prague: $(VENV)/.dev
+	$(BIN)/python runs/demo_prague.py catalogs/prague --fit
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/crop.py

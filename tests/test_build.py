@@ -202,3 +202,17 @@ def test_schema_of_panoramas_table(raw_panos, tmp_path):
     build_catalog(BuildConfig(tmp_path / "c", panoramas=pano_dir, metadata=csv_path, workers=1))
     part = next((tmp_path / "c" / "panoramas").glob("database-*.parquet"))
     assert pq.read_schema(part).names == PANORAMAS.names
+
+
+def test_provenance_beside_the_metadata_reaches_build_json(raw_copy, tmp_path):
+    """synth --footprints writes provenance.json (source data, licence) beside its CSV: the catalog keeps it."""
+    pano_dir, csv_path = raw_copy
+    provenance = {"source": "hand-made.gpkg", "licence": "ODbL 1.0, (c) OpenStreetMap contributors"}
+    (csv_path.parent / "provenance.json").write_text(json.dumps(provenance))
+    cat = tmp_path / "cat"
+    build_catalog(BuildConfig(cat, panoramas=pano_dir, metadata=csv_path, workers=1))
+    source = json.loads((cat / "build.json").read_text())["collections"]["database"]["source"]
+    assert source["provenance"] == provenance
+    (csv_path.parent / "provenance.json").write_text("{not json")
+    with pytest.raises(UsageError, match="provenance.json is not readable JSON"):
+        build_catalog(BuildConfig(tmp_path / "cat2", panoramas=pano_dir, metadata=csv_path, workers=1))

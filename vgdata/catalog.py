@@ -46,7 +46,7 @@ from vgdata.errors import UsageError, VgdataError
 from vgdata.extras import require_catalog_extra
 from vgdata.fsio import atomic_path, atomic_write_bytes, atomic_write_table
 from vgdata.schema import TABLES
-from vgdata.views import split_view_statements, stored_splits
+from vgdata.views import split_view_statements, stale_split, stored_splits
 
 require_catalog_extra()  # duckdb, polars, pyproj, shapely: one line naming the extra, not a traceback
 
@@ -337,8 +337,10 @@ class Catalog:
         build = self.require()
         if name in build["collections"]:
             return f"select * from images where collection = '{_sql_literal(name)}'"
-        for split in build.get("splits", {}).values():
+        for split_name, split in build.get("splits", {}).items():
             if name in split["views"]:
+                if (why := stale_split(build, split_name)) is not None:
+                    raise UsageError(why)
                 return f'select * from "{name}"'
         raise UsageError(f"no collection or split named {name!r} in {self.root}; have: {', '.join(self.set_names())}")
 

@@ -284,7 +284,7 @@ def audit_split(con: Any, name: str, macro: str, database: str, queries: str) ->
 
 def check_catalog(catalog: str | Path) -> CheckReport:
     """Every audit on every subject of ``catalog`` (module docstring); nothing is written."""
-    from vgdata.views import check_name
+    from vgdata.views import check_name, stale_split
 
     cat = Catalog(catalog)
     build = cat.require()
@@ -339,6 +339,9 @@ def check_catalog(catalog: str | Path) -> CheckReport:
                 _bind(con, "eval_threshold_positives", eval_threshold_sql(columns))
             results += [run_audit(con, a, p, path.name) for a in by_needs[needs]]
         for name, definition in sorted(build.get("splits", {}).items()):
+            if (why := stale_split(build, name)) is not None:  # a stored membership of an older collection
+                results.append(AuditResult("split_current", f"split {name!r}", "failed", reason=why))
+                continue
             macro, roles = _split_shape(name, definition)
             if macro not in ("val_split", "year_split") or set(roles) != {"database", "queries"}:
                 continue

@@ -22,6 +22,7 @@ collection that map to one file name; the first (in path order) is written, the 
 never overwritten and never renamed.
 
 ``gsv-npy`` and ``vpr-bench`` export an eval set's ground truth instead: :mod:`vgdata.export_gt`.
+``geoparquet`` writes the catalog as GeoParquet 1.1 for GIS tools: :mod:`vgdata.export_geo`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from vgdata.export_gt import GT_FORMATS, check_dest_outside
 from vgdata.fsio import atomic_write_bytes
 from vgdata.names import NameFormatError, is_at_name, make_name
 
-FORMATS = ("at-folder", *GT_FORMATS)
+FORMATS = ("at-folder", "geoparquet", *GT_FORMATS)
 """Every ``vgdata export --format``."""
 NAME_MODES = ("auto", "keep", "at")
 """``--names`` of the at-folder format."""
@@ -81,6 +82,8 @@ def export_catalog(
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "geoparquet":
+        raise UsageError("--format geoparquet is written by vgdata.export_geo.export_geoparquet")
     if fmt != "at-folder":
         raise UsageError(f"--format {fmt} exports an eval set: use vgdata.export_gt.export_eval_set (--eval-set NAME)")
     if names not in NAME_MODES:

@@ -274,3 +274,22 @@ def _from_old(name: str, definition: Any) -> Any:
     args.setdefault("coll", "database")
     views = {name + suffix: ({} if role is None else {"role": role}) for suffix, role in suffixes.items()}
     return {"macro": macro, "args": args, "views": views}
+
+
+def stale_split(build: dict[str, Any], name: str) -> str | None:
+    """Why split ``name`` of ``build`` (build.json) no longer describes its collection, or None.
+
+    An area split (``vgdata split-area``) stores the image_ids drawn from collection ``coll`` when
+    its fingerprint was ``fingerprint``; after a rebuild of that collection the stored membership is
+    stale (its view refuses to answer). The other splits are macros over the live tables, never stale.
+    """
+    split = build.get("splits", {}).get(name)
+    if not isinstance(split, dict) or split.get("macro") != "area_split":
+        return None
+    args = split.get("args", {})
+    coll = args.get("coll", "database")
+    if build.get("collections", {}).get(coll, {}).get("fingerprint") != args.get("fingerprint"):
+        return (
+            f"area split {name!r} is stale: collection {coll!r} changed since it was drawn; run vgdata split-area again"
+        )
+    return None

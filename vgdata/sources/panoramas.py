@@ -192,15 +192,29 @@ def read_metadata(csv_path: Path, pano_dir: Path, collection: str) -> MetadataPl
     return MetadataPlan(rows=rows, rejects=from_columns(REJECTS, rej), csv_rows=n)
 
 
-def describe(config) -> dict:
-    """The inputs, for the build's plan key: folders and the CSV's content hash."""
-    import hashlib
+PROVENANCE = "provenance.json"
+"""A JSON file beside the metadata CSV (``vgdata synth --footprints`` writes one: source data, licence,
+frame); when present it is part of the collection's ``source`` in build.json, so the catalog says where
+its geometry came from."""
 
-    return {
+
+def describe(config) -> dict:
+    """The inputs, for the build's plan key: folders, the CSV's content hash and its provenance, if any."""
+    import hashlib
+    import json
+
+    out = {
         "panoramas": str(config.panoramas.resolve()),
         "metadata": str(config.metadata.resolve()),
         "metadata_sha256": hashlib.sha256(config.metadata.read_bytes()).hexdigest(),
     }
+    provenance = config.metadata.parent / PROVENANCE
+    if provenance.is_file():
+        try:
+            out["provenance"] = json.loads(provenance.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise UsageError(f"{provenance} is not readable JSON ({e}); fix or remove it") from None
+    return out
 
 
 def plan(config, cat) -> tuple[list[tuple[str, dict]], pa.Table, str]:

@@ -9,7 +9,12 @@ treats them specially):
   heading, like SF-XL's Flickr queries; some at night, some grayscale, some occluded;
 * ``queries_v2/*.jpg`` + ``queries_v2.csv`` (path, lat, lon, altitude, heading, pitch, roll,
   timestamp): daytime perspective photos with their 6DoF poses;
-* ``README.txt``: preset, seed, queries seed, origin, counts and the generator version.
+* ``README.txt``: preset, seed, queries seed, origin, counts and the generator version;
+* ``provenance.json`` (footprint cities only): the source of the buildings and streets, its licence.
+
+Footprint cities (``footprints``, or the presets ``prague`` / ``helsinki``): the buildings and
+streets come from real data (:mod:`vgdata.synth.footprints`) instead of
+:func:`vgdata.synth.scene.make_scene`; the origin is the data's centroid.
 
 Modules: :mod:`vgdata.synth.plan` (presets, frame, drives and query positions),
 :mod:`vgdata.synth.photos` (the rendering work run in worker processes) and this one (the
@@ -33,7 +38,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +114,15 @@ class SynthConfig:
     queries_only: bool = False
     """Write only the queries (queries_v1/, queries_v2/, queries_v2.csv): a held-out query set of a
     city already rendered elsewhere (the same queries the full run with these seeds writes)."""
+    footprints: Path | None = None
+    """A vector file of building polygons (any format geopandas reads): a city over real footprints;
+    ``preset`` then sets only the capture sizes (tiny, demo, city; street ends are driven too: no
+    ``drive_margin_m``). The presets ``prague`` and
+    ``helsinki`` bring their own file. ``origin`` is ignored (the data's centroid)."""
+    layer: str | None = None
+    """The buildings layer of ``footprints`` (default: its first)."""
+    streets_layer: str | None = None
+    """A layer of street lines in ``footprints`` (default: none, centrelines between buildings)."""
 
 
 @dataclass
@@ -136,11 +150,33 @@ def synth(config: SynthConfig) -> SynthResult:
 
     require_catalog_extra()
     from vgdata.jobs import default_workers
+    from vgdata.synth.plan import FOOTPRINT_PRESET_NAMES
     from vgdata.synth.scene import make_scene
 
     if config.preset not in PRESETS:
         raise UsageError(f"unknown preset {config.preset!r}; choose one of {', '.join(PRESETS)}")
     preset = PRESETS[config.preset]
+    city = None
+    if config.footprints is not None or config.preset in FOOTPRINT_PRESET_NAMES:
+        from vgdata.synth.footprints import load_city
+
+        if config.footprints is not None and config.preset in FOOTPRINT_PRESET_NAMES:
+            raise UsageError(
+                f"--preset {config.preset} brings its own footprints: drop --footprints (or use tiny/demo/city)"
+            )
+        if config.metadata_only:
+            raise UsageError("--metadata-only draws its own street grid: not with footprints")
+        city = load_city(
+            seed=config.seed,
+            footprints=config.footprints,
+            layer=config.layer,
+            streets_layer=config.streets_layer,
+            preset=config.preset,
+        )
+        if not city.scene.streets:
+            raise UsageError(f"{city.provenance['source']}: no streets to drive along")
+        config = replace(config, origin=city.origin)  # the data's centroid (the caller's config is kept)
+        preset = replace(preset, drive_margin_m=0.0)  # real streets are short segments: drive them whole
     frame = Frame.at(*config.origin)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,11 +185,14 @@ def synth(config: SynthConfig) -> SynthResult:
         _write_readme(out, config, frame, {"panoramas (metadata only)": n})
         return SynthResult(str(out), n, 0, 0, list(preset.years))
 
-    scene = make_scene(config.seed, size_m=preset.size_m)
-    captures = plan_captures(scene.streets, preset, config.seed)
+    scene = make_scene(config.seed, size_m=preset.size_m) if city is None else city.scene
+    blocked = None if city is None else city.blocked
+    captures = plan_captures(scene.streets, preset, config.seed, blocked)
+    if not captures:
+        raise UsageError("no panorama position on the streets lies outside the buildings")
     qseed = queries_seed(config)
-    v1 = plan_queries("v1", preset.queries_v1, captures, scene.streets, preset, qseed)
-    v2 = plan_queries("v2", preset.queries_v2, captures, scene.streets, preset, qseed)
+    v1 = plan_queries("v1", preset.queries_v1, captures, scene.streets, preset, qseed, blocked)
+    v2 = plan_queries("v2", preset.queries_v2, captures, scene.streets, preset, qseed, blocked)
     for sub in ("queries_v1", "queries_v2") if config.queries_only else ("panoramas", "queries_v1", "queries_v2"):
         (out / sub).mkdir(exist_ok=True)
 
@@ -204,7 +243,7 @@ def synth(config: SynthConfig) -> SynthResult:
         w.writerows(q_rows)
     n_panoramas = 0 if config.queries_only else len(captures)
     counts = {"panoramas": n_panoramas, "queries_v1": len(v1), "queries_v2": len(v2)}
-    _write_readme(out, config, frame, counts)
+    _write_readme(out, config, frame, counts, None if city is None else city.provenance)
     return SynthResult(str(out), n_panoramas, len(v1), len(v2), list(preset.years))
 
 
@@ -275,8 +314,25 @@ def write_metadata_only(out: Path, config: SynthConfig, frame: Frame) -> int:
     return written
 
 
-def _write_readme(out: Path, config: SynthConfig, frame: Frame, counts: dict[str, int]) -> None:
+def _write_readme(
+    out: Path, config: SynthConfig, frame: Frame, counts: dict[str, int], provenance: dict | None = None
+) -> None:
+    """README.txt (and, for a footprint city, provenance.json with its source and licence)."""
+    import json
+
+    from vgdata.fsio import atomic_write_bytes
+
     preset = PRESETS[config.preset]
+    source = []
+    if provenance is not None:
+        atomic_write_bytes(out / "provenance.json", (json.dumps(provenance, indent=2) + "\n").encode())
+        source = [
+            f"buildings and streets from: {provenance['source']}",
+            f"licence of that data: {provenance['licence']}",
+            f"footprints: {provenance['buildings']} buildings ({provenance['building_parts']} convex parts), "
+            f"heights from {provenance['heights']}, {provenance['street_segments']} street segments "
+            f"({provenance['streets']}); provenance.json has the details",
+        ]
     lines = [
         "Synthetic city written by `vgdata synth` (raw inputs, SF-XL-like).",
         f"generator: {GENERATOR_VERSION}",
@@ -285,6 +341,7 @@ def _write_readme(out: Path, config: SynthConfig, frame: Frame, counts: dict[str
         f"queries_seed: {queries_seed(config)}",
         f"test year: {test_year(preset)} (vgdata split-test CAT --year {test_year(preset)})",
         f"origin: {config.origin[0]}, {config.origin[1]} (UTM zone {frame.zone}{frame.letter})",
+        *source,
         *[f"{k}: {v}" for k, v in counts.items()],
         "",
         "panoramas/ + panoramas.csv  -> vgdata build-catalog CAT --panoramas panoramas --metadata panoramas.csv",

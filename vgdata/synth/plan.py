@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from base64 import urlsafe_b64encode
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,16 @@ PRESETS: dict[str, Preset] = {
         test_spacing_m=12.5,
     ),  # fmt: skip
     "city": Preset(1200, 3328, (2009, 2011, 2013, 2015, 2017, 2019, 2021), 2400, 3.0, 1000, 598, 3328),
+    # Footprint presets (vgdata.synth.footprints): the city comes from real building polygons, so
+    # size_m is unused (the data's extent sets it). 4 years over the 1.6 km of street nearest the
+    # centre, a panorama every 8 m (12.5 m in the test year 2015): ~680 panoramas at 640 px.
+    "prague": Preset(0, 640, (2013, 2015, 2017, 2019), 1600, 8.0, 120, 120, 1024, test_year=2015, test_spacing_m=12.5),
+    "helsinki": Preset(
+        0, 640, (2013, 2015, 2017, 2019), 1600, 8.0, 120, 120, 1024, test_year=2015, test_spacing_m=12.5
+    ),
 }
+FOOTPRINT_PRESET_NAMES = ("prague", "helsinki")
+"""Presets whose buildings and streets come from a real data set (their extra), not from make_scene."""
 
 
 # ---------------------------------------------------------------- randomness and ids
@@ -162,12 +172,15 @@ def driven_streets(streets: list, preset: Preset) -> list[tuple[Any, float, floa
     return chosen
 
 
-def plan_captures(streets: list, preset: Preset, seed: int) -> list[Capture]:
+def plan_captures(
+    streets: list, preset: Preset, seed: int, blocked: Callable[[float, float], bool] | None = None
+) -> list[Capture]:
     """Drives: every year, each chosen street from p0 towards p1, a panorama every spacing_m.
 
     The car keeps to the right-hand lane, clear of the parked cars (3.6 m inside the kerb, at
     least 1.5 m right of the centre line), with a new start phase, ~0.3 m lateral jitter and
-    ~1.5 degrees heading jitter per year.
+    ~1.5 degrees heading jitter per year. ``blocked(x, y)`` (footprint cities): positions where it
+    is true (inside or next to a building) are skipped.
     """
     captures: list[Capture] = []
     for year in preset.years:
@@ -185,12 +198,17 @@ def plan_captures(streets: list, preset: Preset, seed: int) -> list[Capture]:
             t = start + float(rng.uniform(0, spacing))
             while t <= stop:
                 lateral = max(1.5, street.width / 2 - 3.6) + float(rng.normal(0, 0.3))
+                heading_jitter = float(rng.normal(0, 1.5))
+                px, py = round(x0 + ux * t + rx * lateral, 3), round(y0 + uy * t + ry * lateral, 3)
+                if blocked is not None and blocked(px, py):
+                    t += spacing
+                    continue
                 captures.append(
                     Capture(
                         index=len(captures),
-                        x=round(x0 + ux * t + rx * lateral, 3),
-                        y=round(y0 + uy * t + ry * lateral, 3),
-                        heading=round((heading + float(rng.normal(0, 1.5))) % 360.0, 3),
+                        x=px,
+                        y=py,
+                        heading=round((heading + heading_jitter) % 360.0, 3),
                         year=year,
                         month=month,
                     )
@@ -225,12 +243,20 @@ def test_year(preset: Preset) -> int:
 
 
 def plan_queries(
-    kind: str, n: int, captures: list[Capture], streets: list, preset: Preset, seed: int
+    kind: str,
+    n: int,
+    captures: list[Capture],
+    streets: list,
+    preset: Preset,
+    seed: int,
+    blocked: Callable[[float, float], bool] | None = None,
 ) -> list[QueryPlan]:
     """Photos taken by the kerb (up to 1 m onto the sidewalk) of a driven street (picked by driven
     length), not on the roadway of a crossing street, 0-30 m from a panorama of the test year,
     looking along the street (either way) or across it, off by a normal 25 degrees clipped to 40.
-    ``seed`` is the queries seed."""
+    ``seed`` is the queries seed. ``blocked(x, y)`` (footprint cities, whose streets are segments,
+    not lines across the city): positions where it is true are not taken (the nearest panorama of the
+    test year stands in if 20 draws fail), and roadways are tested against the street segments."""
     plans = []
     driven = driven_streets(streets, preset)
     weights = np.array([stop - start for _, start, stop in driven])
@@ -243,7 +269,11 @@ def plan_queries(
         for s in streets:
             (sx0, sy0), (sx1, sy1) = s.p0, s.p1
             n = math.dist(s.p0, s.p1)
-            if abs((x - sx0) * (sy1 - sy0) - (y - sy0) * (sx1 - sx0)) / n < s.width / 2 - 1e-6:
+            if blocked is not None:  # segments: the distance to the segment, not to its line
+                a = min(max(((x - sx0) * (sx1 - sx0) + (y - sy0) * (sy1 - sy0)) / (n * n), 0.0), 1.0)
+                if math.hypot(x - sx0 - a * (sx1 - sx0), y - sy0 - a * (sy1 - sy0)) < s.width / 2 - 1e-6:
+                    return True
+            elif abs((x - sx0) * (sy1 - sy0) - (y - sy0) * (sx1 - sx0)) / n < s.width / 2 - 1e-6:
                 return True
         return False
 
@@ -260,7 +290,11 @@ def plan_queries(
             lateral = side * (street.width / 2 + float(rng.uniform(0.0, 1.0)))
             x, y = x0 + ux * t + uy * lateral, y0 + uy * t - ux * lateral
             if np.hypot(anchors[:, 0] - x, anchors[:, 1] - y).min() <= 30.0 and not on_a_roadway(x, y):
-                break
+                if blocked is None or not blocked(x, y):
+                    break
+        else:
+            if blocked is not None and blocked(x, y):
+                x, y = (float(v) for v in anchors[np.argmin(np.hypot(anchors[:, 0] - x, anchors[:, 1] - y))])
         along = bearing(ux, uy)
         # along the street either way, or across it (the facades opposite); never at the facade on
         # the photographer's own side, 1-4 m away, which would fill the photo with one wall.
