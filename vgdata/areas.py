@@ -47,7 +47,7 @@ from typing import Any
 from vgdata.catalog import Catalog, writer_lock
 from vgdata.errors import UsageError
 from vgdata.fsio import atomic_write_table
-from vgdata.splits import SplitResult, _check_view_names, _probe_connection
+from vgdata.splits import SplitResult, check_view_names, probe_connection, store_split
 from vgdata.views import check_name, split_view_statements
 
 AREAS_DIR = "areas"
@@ -96,9 +96,9 @@ def split_area(
             },
             "views": {name: {}},
         }
-        con = _probe_connection(cat)
+        con = probe_connection(cat)
         try:
-            _check_view_names(con, build, name, [name])
+            check_view_names(con, build, name, [name])
             chosen, without_position = _choose(con, collection, area, info["crs"], outside)
             side = "outside" if outside else "inside"
             if len(chosen) == 0:
@@ -114,10 +114,7 @@ def split_area(
             count = con.sql(f'select count(*) from "{name}"').fetchall()[0][0]
         finally:
             con.close()
-        build = cat.load_build()  # read-modify-write under the lock
-        build.setdefault("splits", {})[name] = definition
-        cat.write_build(build)
-        cat.write_views()
+        store_split(cat, name, definition)
     notes = [f"images {side} the area of {within} ({info['polygons']} polygon(s), CRS {info['crs_name']})"]
     if info["ignored"]:
         notes.append(f"{info['ignored']} features of {within} are not polygons and were ignored")

@@ -209,9 +209,9 @@ def _define_locked(cat: Catalog, name: str, kind: str, params: dict[str, Any]) -
     views = sorted(definition["views"])
     notes: list[str] = []
     positives = None
-    con = _probe_connection(cat)
+    con = probe_connection(cat)
     try:
-        _check_view_names(con, build, name, views)
+        check_view_names(con, build, name, views)
         if kind == "val" and params["grid_m"] is None:
             params["grid_m"] = _val_grid(con, params["size"], collection)
             definition = _definition(name, kind, params)
@@ -240,11 +240,20 @@ def _define_locked(cat: Catalog, name: str, kind: str, params: dict[str, Any]) -
                 )
     finally:
         con.close()
-    build = cat.load_build()  # read-modify-write under the lock
+    store_split(cat, name, definition)
+    return SplitResult(name, kind, dict(params), counts, notes, positives)
+
+
+def store_split(cat: Catalog, name: str, definition: dict[str, Any]) -> None:
+    """Record split ``name`` in build.json and rebuild the views; the caller holds the writer lock.
+
+    build.json is read here (read-modify-write under the lock), so splits another command stored
+    since the caller started are kept.
+    """
+    build = cat.load_build()
     build.setdefault("splits", {})[name] = definition
     cat.write_build(build)
     cat.write_views()
-    return SplitResult(name, kind, dict(params), counts, notes, positives)
 
 
 def _definition(name: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +270,7 @@ def _definition(name: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
     return {"macro": macro, "args": args, "views": views}
 
 
-def _probe_connection(cat: Catalog):
+def probe_connection(cat: Catalog):
     """An in-memory DuckDB with the catalog's views and macros, to try a split before storing it."""
     import duckdb
 
@@ -274,7 +283,7 @@ def _probe_connection(cat: Catalog):
     return con
 
 
-def _check_view_names(con, build: dict[str, Any], name: str, views: list[str]) -> None:
+def check_view_names(con, build: dict[str, Any], name: str, views: list[str]) -> None:
     """Views must not shadow a collection, a catalog view or another split's view (case-insensitive)."""
     taken = {c.lower(): f"collection {c!r}" for c in build["collections"]}
     taken.update({r: f"the catalog view {r!r}" for r in RESERVED})
