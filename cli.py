@@ -524,6 +524,16 @@ def split_groups_cmd(
     min_images_per_class: Annotated[int, typer.Option(help="Drop classes with fewer images.")] = 10,
     groups_num: Annotated[int, typer.Option(help="Groups to write (the first, in CosPlace's order).")] = 8,
     collection: Annotated[str, typer.Option(help="Collection to compute classes on.")] = "database",
+    panorama_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Use this fraction (0, 1] of the panoramas, whole ones; per seed a smaller one lies in a larger."
+        ),
+    ] = 1.0,
+    fraction_seed: Annotated[int, typer.Option(help="Seed of the panorama subset (--panorama-fraction).")] = 0,
+    years: Annotated[
+        str | None, typer.Option(help="Only images of these capture years, comma-separated, e.g. 2013,2015.")
+    ] = None,
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="If another command is writing the catalog, fail at once (exit 75).")
     ] = False,
@@ -531,19 +541,22 @@ def split_groups_cmd(
 ) -> None:
     """Compute CosPlace classes and groups in SQL and write the groups manifest (reused when unchanged)."""
     from vgdata.catalog import lock_waiting
-    from vgdata.groups import GroupsConfig, split_groups
+    from vgdata.groups import GroupsConfig, parse_years, split_groups
 
-    config = GroupsConfig(
-        catalog=catalog,
-        m=m,
-        alpha=alpha,
-        n=n,
-        l=l,
-        min_images_per_class=min_images_per_class,
-        groups_num=groups_num,
-        collection=collection,
-    )
     try:
+        config = GroupsConfig(
+            catalog=catalog,
+            m=m,
+            alpha=alpha,
+            n=n,
+            l=l,
+            min_images_per_class=min_images_per_class,
+            groups_num=groups_num,
+            collection=collection,
+            panorama_fraction=panorama_fraction,
+            fraction_seed=fraction_seed,
+            years=parse_years(years),
+        )
         with lock_waiting(not no_wait):
             r = split_groups(config)
     except VgdataError as e:

@@ -208,6 +208,19 @@ def audit_collection(cat: Catalog, collection: str) -> list[AuditResult]:
     return results
 
 
+def subset_args(params: dict[str, Any]) -> dict[str, Any]:
+    """The class macros' subset arguments (``fraction``, ``seed``, ``years``; :data:`vgdata.groups.FRACTION_RULE`)
+    from a groups manifest's ``vgdata.params``: only those it records, so a manifest of the whole collection runs
+    the macros' constant defaults (no hash computed) and the parameters it always had."""
+    out: dict[str, Any] = {}
+    if "panorama_fraction" in params:
+        out["fraction"] = float(params["panorama_fraction"])
+        out["seed"] = int(params.get("fraction_seed", 0))
+    if params.get("years") is not None:
+        out["years"] = [int(y) for y in params["years"]]
+    return out
+
+
 def groups_params(params: dict[str, Any]) -> dict[str, Any]:
     """The audits' parameters from a groups manifest's ``vgdata.params`` (GroupsConfig.params())."""
     return {
@@ -218,6 +231,7 @@ def groups_params(params: dict[str, Any]) -> dict[str, Any]:
         "min_images_per_class": int(params["min_images_per_class"]),
         "groups_num": int(params["groups_num"]),
         "coll": str(params["collection"]),
+        **subset_args(params),
     }
 
 
@@ -318,17 +332,15 @@ def check_catalog(catalog: str | Path) -> CheckReport:
             manifest = f"read_parquet('{_sql_literal(str(path))}')"
             if needs == "groups":
                 p = groups_params(params)
+                subset = subset_args(params)  # a panorama fraction / years: the same subset (vgdata.groups)
                 kept = (
                     "select * from cosplace_kept_classes(m := $m, alpha := $alpha, n := $n, l := $l, "
-                    "min_images_per_class := $min_images_per_class, coll := $coll) where group_rank < $groups_num"
+                    "min_images_per_class := $min_images_per_class, coll := $coll"
+                    + "".join(f", {k} := ${k}" for k in subset)
+                    + ") where group_rank < $groups_num"
                 )
-                _bind(
-                    con,
-                    "kept_classes",
-                    kept,
-                    table=True,
-                    params={k: p[k] for k in ("m", "alpha", "n", "l", "min_images_per_class", "groups_num", "coll")},
-                )
+                names = ("m", "alpha", "n", "l", "min_images_per_class", "groups_num", "coll", *subset)
+                _bind(con, "kept_classes", kept, table=True, params={k: p[k] for k in names})
                 _bind(con, "groups_manifest", f"select * from {manifest}")
             else:
                 p = {"threshold": float(params["threshold"])}

@@ -16,7 +16,12 @@ macro ``groups_manifest`` of ``vgdata/sql/manifests/groups_manifest.sql``, run i
 
 The manifest ``manifests/groups_M{M}_a{alpha}_N{N}_L{L}_mipc{mipc}_g{groups}_{fp}.parquet``
 is named by its parameters and the catalog fingerprint, so a re-run on an unchanged catalog
-reuses it. One row per image of the first ``groups_num`` groups, ordered by group_rank,
+reuses it. ``--panorama-fraction F --fraction-seed S`` computes classes and groups on a subset of
+whole panoramas (:data:`FRACTION_RULE`; nested in F for one S), ``--years`` on the images of those
+capture years; both go into ``vgdata.params`` and the name (``_f0.5s0``, ``_y2013-2015``), and the
+whole collection (F = 1, no years) keeps today's parameters and name.
+
+One row per image of the first ``groups_num`` groups, ordered by group_rank,
 class_index, image_id (sorting 41M paths would cost more than the rest); columns: group_rank, class_index, image_id, collection, path, utm_east,
 utm_north, utm_zone, utm_epsg, heading, class_e, class_n, class_h, group_e, group_n, group_h. Its metadata is
 :meth:`vgdata.catalog.Catalog.manifest_metadata` (format version, image roots relative to the catalog);
@@ -41,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vgdata.catalog import MANIFEST_FORMAT, Catalog, _sql_literal
-from vgdata.check import audit_groups
+from vgdata.check import audit_groups, subset_args
 from vgdata.errors import UsageError, VgdataError
 from vgdata.manifest import write_manifest
 
@@ -68,10 +73,20 @@ class GroupsConfig:
     """Collection the classes are computed on."""
     memory_limit: str = "1.5GB"
     """DuckDB memory limit; beyond it DuckDB spills to a temporary folder (the system's temp dir)."""
+    panorama_fraction: float = 1.0
+    """F in (0, 1]: classes and groups are computed on the panoramas whose hash u < F (:data:`FRACTION_RULE`)."""
+    fraction_seed: int = 0
+    """S: the seed of that hash; for one seed, the subset of a smaller F lies inside that of a larger one."""
+    years: tuple[int, ...] | None = None
+    """Capture years (images.year) to keep; None keeps every image."""
 
     def params(self) -> dict[str, Any]:
-        """The parameters that define the manifest's content."""
-        return {
+        """The parameters that define the manifest's content.
+
+        ``panorama_fraction`` and ``fraction_seed`` appear only for F < 1, ``years`` (ascending) only when
+        given: a manifest of the whole collection has today's parameters (and name).
+        """
+        out = {
             "M": self.m,
             "alpha": self.alpha,
             "N": self.n,
@@ -80,6 +95,12 @@ class GroupsConfig:
             "groups_num": self.groups_num,
             "collection": self.collection,
         }
+        if self.panorama_fraction < 1:
+            out["panorama_fraction"] = float(self.panorama_fraction)
+            out["fraction_seed"] = int(self.fraction_seed)
+        if self.years is not None:
+            out["years"] = sorted({int(y) for y in self.years})
+        return out
 
 
 @dataclass
@@ -99,6 +120,13 @@ class GroupsResult:
         return asdict(self)
 
 
+FRACTION_RULE = (
+    "a unit (a panorama: key 'p:' + pano_id; an image without pano_id: 'i:' + image_id) is kept iff "
+    "int(md5(f'{seed}:{key}').hexdigest()[:13], 16) / 2**52 < F"
+)
+"""The panorama subset of ``--panorama-fraction F --fraction-seed seed`` (macro ``panorama_fraction_u``)."""
+
+
 def _check(c: GroupsConfig) -> None:
     """Each parameter on its own: one line naming the option, before the catalog is opened."""
     for option, value, unit in (("--M", c.m, "metres"), ("--alpha", c.alpha, "degrees")):
@@ -113,13 +141,42 @@ def _check(c: GroupsConfig) -> None:
     ):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             raise UsageError(f"{option} must be a whole number >= 1, got {value!r}")
+    f = c.panorama_fraction
+    if not (isinstance(f, numbers.Real) and not isinstance(f, bool) and math.isfinite(f) and 0 < f <= 1):
+        raise UsageError(f"--panorama-fraction must be a number in (0, 1], got {f!r}")
+    s = c.fraction_seed
+    if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 0:
+        raise UsageError(f"--fraction-seed must be a whole number >= 0, got {s!r}")
+    if c.years is not None:
+        if not c.years:
+            raise UsageError("--years must name at least one year, e.g. --years 2013,2015")
+        for y in c.years:
+            if not isinstance(y, numbers.Integral) or isinstance(y, bool):
+                raise UsageError(f"--years must be whole years, e.g. --years 2013,2015, got {y!r}")
+
+
+def parse_years(text: str | None) -> tuple[int, ...] | None:
+    """``'2013,2015'`` -> ``(2013, 2015)``; None or blank -> None; UsageError (one line) for anything else."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--years must be comma-separated whole years, e.g. 2013,2015, got {text!r}") from None
 
 
 def manifest_name(c: GroupsConfig, fingerprint: str) -> str:
-    """``groups_M10_a30_N5_L2_mipc10_g8_<catalog fingerprint[:12]>`` (no extension)."""
+    """``groups_M10_a30_N5_L2_mipc10_g8_<catalog fingerprint[:12]>`` (no extension).
+
+    A subset adds ``_f{F!r}s{seed}`` (F < 1, e.g. ``_f0.5s0``) and ``_y{years joined by -}`` (e.g.
+    ``_y2013-2015``) before the fingerprint.
+    """
+    p = c.params()
+    subset = f"_f{p['panorama_fraction']!r}s{p['fraction_seed']}" if "panorama_fraction" in p else ""
+    subset += f"_y{'-'.join(str(y) for y in p['years'])}" if "years" in p else ""
     return (
         f"groups_M{c.m:g}_a{c.alpha:g}_N{c.n}_L{c.l}_mipc{c.min_images_per_class}_g{c.groups_num}"
-        f"{'' if c.collection == 'database' else '_' + c.collection}_{fingerprint[:12]}"
+        f"{'' if c.collection == 'database' else '_' + c.collection}{subset}_{fingerprint[:12]}"
     )
 
 
@@ -133,6 +190,8 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
     build = cat.require()
     if config.collection not in build["collections"]:
         raise UsageError(f"no collection {config.collection!r} in {cat.root}; have {', '.join(build['collections'])}")
+    if config.years is not None:
+        _check_years(cat, config)
     args = {
         "m": float(config.m),
         "alpha": float(config.alpha),
@@ -140,6 +199,7 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
         "l": int(config.l),
         "min_images_per_class": int(config.min_images_per_class),
         "coll": config.collection,
+        **subset_args(config.params()),
     }
     macro_args = ", ".join(f"{k} := ${k}" for k in args)  # named parameters, bound by DuckDB
     con = cat.connect()
@@ -154,7 +214,9 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
         cols = rel.columns
         groups = [dict(zip(cols, row, strict=True)) for row in rel.fetchall()]
         if len(groups) < config.groups_num:
-            raise VgdataError(_too_few_groups_message(config, groups, _coverage(con, config.collection)))
+            message = _too_few_groups_message(config, groups, _coverage(con, config.collection))
+            subset = {k: v for k, v in config.params().items() if k in ("panorama_fraction", "years")}
+            raise VgdataError(message + (f" (classes of the subset {subset})" if subset else ""))
         chosen = groups[: config.groups_num]
         name = manifest_name(config, build["fingerprint"])
         path = cat.manifests_dir / f"{name}.parquet"
@@ -177,6 +239,27 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
         reused=reused,
         params=config.params(),
     )
+
+
+def _check_years(cat: Catalog, c: GroupsConfig) -> None:
+    """UsageError (one line) naming the years of ``--years`` that no image of the collection was taken in."""
+    con = cat.connect()
+    try:
+        have = [
+            y
+            for (y,) in con.execute(
+                "select distinct year from images where collection = $coll and year is not null order by year",
+                {"coll": c.collection},
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    unknown = sorted({int(y) for y in c.years or ()} - set(have))
+    if unknown:
+        raise UsageError(
+            f"--years: no image of collection {c.collection!r} was taken in {', '.join(map(str, unknown))}; "
+            f"its years are {', '.join(map(str, have)) or 'unknown (no image has a year)'}"
+        )
 
 
 def _coverage(con, collection: str) -> tuple[int, int, int]:
@@ -241,6 +324,10 @@ def _current(path: Path) -> bool:
 
 
 def _copy_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: dict, path: Path) -> None:
-    query = "from groups_manifest_from('kept', groups_num := $groups_num, m := $m, alpha := $alpha, coll := $coll)"
-    query_params = {"groups_num": int(config.groups_num), **{k: args[k] for k in ("m", "alpha", "coll")}}
+    subset = subset_args(config.params())
+    extra = "".join(f", {k} := ${k}" for k in subset)
+    query = (
+        f"from groups_manifest_from('kept', groups_num := $groups_num, m := $m, alpha := $alpha, coll := $coll{extra})"
+    )
+    query_params = {"groups_num": int(config.groups_num), **{k: args[k] for k in ("m", "alpha", "coll")}, **subset}
     write_manifest(con, cat, build, path.stem, query, kind="groups", params=config.params(), query_params=query_params)

@@ -6,14 +6,18 @@
 --   (zone, northern, class_e, class_n, class_h), zone and northern being utm_epsg spelled out
 --   (so a zone's southern classes come before its northern ones). CosPlace uses Python set order
 --   there, which is not reproducible; any fixed order trains the same model up to label names.
+-- fraction, seed, years: the subset of the collection (cosplace_1_classes.sql).
 -- Cost: two scans of the images (counts without paths, then one min(path) per group).
 create or replace macro cosplace_kept_classes(
-    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, coll := 'database'
+    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, coll := 'database',
+    fraction := 1.0, seed := 0, years := null
 ) as table
 with
 
 class_stats as (
-    select * from cosplace_class_stats(m := m, alpha := alpha, coll := coll)
+    select * from cosplace_class_stats(
+        m := m, alpha := alpha, coll := coll, fraction := fraction, seed := seed, years := years
+    )
 ),
 
 kept as materialized (
@@ -28,7 +32,9 @@ kept as materialized (
 
 group_first_paths as (
     select k.group_e, k.group_n, k.group_h, min(c.path) as first_path
-    from cosplace_classes(m := m, alpha := alpha, coll := coll) as c
+    from cosplace_classes(
+        m := m, alpha := alpha, coll := coll, fraction := fraction, seed := seed, years := years
+    ) as c
     inner join kept as k
         on
             c.utm_epsg is not distinct from k.utm_epsg

@@ -19,13 +19,15 @@ select * from final;
 
 ---------- the same from the class macro
 create or replace macro cosplace_summary(
-    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, coll := 'database'
+    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, coll := 'database',
+    fraction := 1.0, seed := 0, years := null
 ) as table
 with
 
 cosplace_summary_kept as materialized (
     select * from cosplace_kept_classes(
-        m := m, alpha := alpha, n := n, l := l, min_images_per_class := min_images_per_class, coll := coll
+        m := m, alpha := alpha, n := n, l := l, min_images_per_class := min_images_per_class, coll := coll,
+        fraction := fraction, seed := seed, years := years
     )
 )
 

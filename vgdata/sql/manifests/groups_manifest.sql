@@ -13,17 +13,21 @@
 --   from groups_summary('kept');                                 -- every group, for the report
 --   from groups_manifest_from('kept', groups_num, m, alpha, coll);
 -- kept_table: the name of a relation holding rows of cosplace_kept_classes() made with the
--- same m, alpha and coll (read with query_table()). groups_manifest() is exactly these calls
+-- same m, alpha, coll, fraction, seed and years (read with query_table()); fraction, seed, years:
+-- the subset of the collection (core/cosplace_1_classes.sql). groups_manifest() is exactly these calls
 -- over a CTE, so the audits in vgdata/sql/tests/ (`-- needs: groups`) check what ships.
 
 ---------- the manifest from a materialised class table
 create or replace macro groups_manifest_from(
-    kept_table, groups_num := 8, m := 10, alpha := 30, coll := 'database'
+    kept_table, groups_num := 8, m := 10, alpha := 30, coll := 'database',
+    fraction := 1.0, seed := 0, years := null
 ) as table
 with
 
 shipped as (
-    select * from groups_images(kept_table, m := m, alpha := alpha, coll := coll)
+    select * from groups_images(
+        kept_table, m := m, alpha := alpha, coll := coll, fraction := fraction, seed := seed, years := years
+    )
     where group_rank < groups_num
 ),
 
@@ -53,14 +57,19 @@ order by group_rank, class_index, image_id;
 
 ---------- the manifest in one call
 create or replace macro groups_manifest(
-    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, groups_num := 8, coll := 'database'
+    m := 10, alpha := 30, n := 5, l := 2, min_images_per_class := 10, groups_num := 8, coll := 'database',
+    fraction := 1.0, seed := 0, years := null
 ) as table
 with
 
 groups_manifest_kept as materialized (
     select * from cosplace_kept_classes(
-        m := m, alpha := alpha, n := n, l := l, min_images_per_class := min_images_per_class, coll := coll
+        m := m, alpha := alpha, n := n, l := l, min_images_per_class := min_images_per_class, coll := coll,
+        fraction := fraction, seed := seed, years := years
     )
 )
 
-select * from groups_manifest_from('groups_manifest_kept', groups_num := groups_num, m := m, alpha := alpha, coll := coll);
+select * from groups_manifest_from(
+    'groups_manifest_kept', groups_num := groups_num, m := m, alpha := alpha, coll := coll,
+    fraction := fraction, seed := seed, years := years
+);
