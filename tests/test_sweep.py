@@ -2,16 +2,14 @@
 
 Fast tests build eval folders by hand (recalls.json + predictions.parquet written here, the recalls
 counted here) and check the table's numbers, its intervals and the paired difference of a setting
-with itself. The slow test runs a 2-setting sweep on the tiny city with the real commands, first
-with ``--max-settings 1`` (an interrupted sweep), then in full: the first setting is not retrained
-(file times), and the table's numbers are those of each run's recalls.json.
+with itself; bench/ablations.py's tables and analyses on hand-made runs. The end-to-end sweep on the
+tiny city is tests/test_sweep_e2e.py.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -24,7 +22,9 @@ import pytest
 from vgtrain.sweep_table import (
     SweepTableError,
     build_table,
+    direction,
     eval_folder,
+    pages,
     paired_seed_difference,
     seed_mean_interval,
     write_table,
@@ -158,8 +158,50 @@ def test_presets_share_the_cosplace_setting_and_one_budget():
     assert sweep.check_budget(full, sweep.demo.DEMO) == 8 * 40 * 32
     assert sweep.groups_args(full["panoramas25"])[-4:] == ["--panorama-fraction", "0.25", "--fraction-seed", "0"]
     assert sweep.fit_args(full["groups1"], sweep.demo.DEMO)[-2:] == ["--groups-num", "1"]
+    presets = {n: sweep.resolved(o, sweep.demo.DEMO) for n, o in sweep.preset_settings("all").items()}
+    assert sweep.check_budget(presets, sweep.demo.DEMO) == 8 * 30 * 32  # the presets' shorter schedule
+    assert "--iterations-per-epoch=30" in sweep.fit_args(presets["naive"], sweep.demo.DEMO)
     with pytest.raises(SystemExit, match="same number of images"):
         sweep.check_budget({**full, "long": {**full["cosplace"], "epochs_num": 16}}, sweep.demo.DEMO)
+
+
+def test_direction_reads_the_interval_against_zero():
+    assert direction(-3.0, -0.1) == "holds" and direction(0.1, 2.0) == "reversed"
+    assert direction(-1.0, 1.0) == "not resolved" and direction(0.0, 0.0) == "not resolved"
+    assert direction(-1.0, 0.0) == "not resolved"  # an interval touching 0 does not exclude it
+    assert direction(0.5, 2.0, expected=1) == "holds" and direction(-2.0, -0.5, expected=1) == "reversed"
+    with pytest.raises(ValueError, match="lo <= hi"):
+        direction(1.0, -1.0)
+    with pytest.raises(ValueError, match="-1 or \\+1"):
+        direction(-1.0, 1.0, expected=0)
+
+
+def test_paper_tables_compare_each_preset_with_its_own_baseline(tmp_path):
+    """bench/ablations.py's tables: Tab. 6 rows against groups4, the others against cosplace; verdicts by hand."""
+    spec = importlib.util.spec_from_file_location("bench_ablations_under_test", ROOT / "bench" / "ablations.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    n = 40  # first-positive rank 0 for the first `good` queries, none for the rest: R@1 = good / n
+    good = {"cosplace": 30, "naive": 10, "alpha360": 31, "groups1": 20, "groups2": 29, "groups4": 20}
+    good |= {"panoramas50": 20, "panoramas25": 28}
+    for name, g in good.items():
+        for k in (0, 1):
+            write_eval(eval_folder(tmp_path, name, k, "q"), [0] * g + [None] * (n - g))
+    md, page, verdicts = bench.paper_tables(tmp_path, [0, 1], ("q",))
+    got = {v["setting"]: (v["preset"], v["baseline"], v["d1"], v["verdict"]) for v in verdicts}
+    assert got == {
+        # a query found by the setting and not the baseline counts +1/n: the differences are (good - base) / n
+        "naive": ("tab5", "cosplace", 100 * (10 - 30) / n, "holds"),
+        "alpha360": ("tab5", "cosplace", 100 * (31 - 30) / n, "not resolved"),
+        "groups1": ("fig5", "cosplace", 100 * (20 - 30) / n, "holds"),
+        "groups2": ("fig5", "cosplace", 100 * (29 - 30) / n, "not resolved"),
+        "groups4": ("fig5", "cosplace", 100 * (20 - 30) / n, "holds"),
+        "panoramas50": ("tab6", "groups4", 0.0, "not resolved"),
+        "panoramas25": ("tab6", "groups4", 100 * (28 - 20) / n, "reversed"),
+    }
+    assert "| naive | Tab. 5: " in md and "| q | 25.0 vs 75.0 | -50.0 [" in md and md.count("#### ") == 3
+    assert page.count("<html") == 1 and page.count("data:image/png;base64,") == 3
+    assert pages([], title="t").count("<h2>") == 0
 
 
 def test_bad_settings_file_is_one_line(tmp_path):
@@ -175,35 +217,40 @@ def test_bad_settings_file_is_one_line(tmp_path):
         sweep.main([str(tmp_path / "cat"), "--settings", str(bad)])
 
 
-@pytest.mark.slow
-def test_tiny_sweep_resumes_and_its_table_is_the_recalls(tmp_path):
-    settings = tmp_path / "settings.json"
-    settings.write_text(
-        json.dumps({"baseline": "two", "settings": {"two": {"groups_num": 2}, "one": {"groups_num": 1}}})
-    )
-    out = tmp_path / "sweep"
-    argv = [sys.executable, str(RECIPE), str(tmp_path / "cat"), "--settings", str(settings), "--seeds", "0",
-            "--out", str(out), "--recipe", "tiny", "--device", "cpu", "--num-workers", "0"]  # fmt: skip
-    first = subprocess.run([*argv, "--max-settings", "1"], capture_output=True, text=True, cwd=tmp_path)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert not (out / "one").exists() and "- one: not run yet (--max-settings 1)" in (out / "sweep.md").read_text()
-    kept = [out / "two" / "seed0" / "last.pt", *(out / "two" / "seed0" / "eval").glob("*/recalls.json")]
-    assert len(kept) == 3
-    mtimes = {p: p.stat().st_mtime_ns for p in kept}
-
-    second = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in kept} == mtimes  # the first setting was not trained or evaluated again
-    fits = [line for line in second.stdout.splitlines() if line.startswith("$ vgtrain fit")]
-    assert len(fits) == 1 and "/one/seed0" in fits[0]
-    rows = pq.read_table(out / "sweep.parquet").to_pylist()
-    assert [(r["setting"], r["eval_set"]) for r in rows] == [
-        ("two", "queries_v1"), ("two", "queries_v2"), ("one", "queries_v1"), ("one", "queries_v2"),
-    ]  # fmt: skip
-    for r in rows:
-        report = json.loads((out / r["setting"] / "seed0" / "eval" / r["eval_set"] / "recalls.json").read_text())
-        for n in (1, 5):
-            assert r[f"r{n}"] == report["recalls"]["flat"][str(n)] == r[f"r{n}_per_seed"][0]
-        if r["setting"] == "two":
-            assert (r["d1"], r["d1_lo"], r["d1_hi"]) == (0.0, 0.0, 0.0)
-    assert json.loads((out / "timings.json").read_text())["two/seed0"]["state"] == "reused"
+def test_bench_explanations_count_headings_and_seed_noise_by_hand(tmp_path):
+    """bench/ablations.py's analyses on hand-made runs: heading shares, their paired difference, seed noise."""
+    spec = importlib.util.spec_from_file_location("bench_ablations_explain", ROOT / "bench" / "ablations.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    catalog = tmp_path / "cat"
+    (catalog / "manifests").mkdir(parents=True)
+    # database 0 faces 10 deg, 1 faces 190 deg; 4 queries facing 0 deg (query 3: no heading)
+    manifest = {"role": ["database", "database"] + ["query"] * 4, "idx": [0, 1, 0, 1, 2, 3],
+                "heading": [10.0, 190.0, 0.0, 0.0, 0.0, None]}  # fmt: skip
+    pq.write_table(pa.table(manifest), catalog / "manifests" / "eval_qv.parquet")
+    # top-1 per query as (database_idx, is_positive), per setting and seed
+    top1 = {
+        ("cosplace", 0): [(0, True), (0, True), (1, False), (0, True)],
+        ("cosplace", 1): [(0, True), (1, True), (0, False), (0, True)],
+        ("blind", 0): [(1, True), (1, True), (0, False), (1, False)],
+        ("blind", 1): [(1, True), (0, True), (0, True), (0, False)],
+    }
+    for (name, k), top in top1.items():
+        folder = eval_folder(tmp_path / "run", name, k, "qv")
+        folder.mkdir(parents=True)
+        rows = {"query_idx": [0, 1, 2, 3], "rank": [0] * 4, "database_idx": [d for d, _ in top],
+                "is_positive": [p for _, p in top]}  # fmt: skip
+        pq.write_table(pa.table(rows), folder / "predictions.parquet")
+        recalls = {str(n): 100.0 * sum(p for _, p in top) / 4 for n in (1, 5, 10)}
+        report = {"protocol": {"n_queries": 4, "eval_set_fingerprint": "f"}, "recalls": {"flat": recalls}}
+        (folder / "recalls.json").write_text(json.dumps(report))
+    table = bench.heading_of_hits(tmp_path / "run", catalog, ["cosplace", "blind"], [0, 1], "qv")
+    # cosplace: positives 3 and 3 of 4 (75%); same way (<= 45 deg, database 0; query 3 has no heading): 2 and 1
+    # -> 37.5%; facing away (database 1, 190 deg): 0 and 1 -> 12.5%; wrong and same way: 0 and 1 -> 12.5%
+    assert "| cosplace | 75.0 | 37.5 | +0.0 [+0.0, +0.0] | 12.5 | 12.5 |" in table
+    # blind: positives 2 and 3 -> 62.5%; same way: 0 and 2 -> 25%, 12.5 points below cosplace; facing away:
+    # 2 and 1 -> 37.5%; wrong and same way: query 2 of seed 0 -> 12.5%
+    assert "| blind | 62.5 | 25.0 | -12.5 [" in table and table.rstrip().endswith("| 37.5 | 12.5 |")
+    noise = bench.seed_noise(tmp_path / "run", ["cosplace", "blind"], [0, 1], ("qv",))
+    assert "| cosplace | qv | 75.0 | 75.0 | +0.0 [+0.0, +0.0] |" in noise
+    assert "| blind | qv | 50.0 | 75.0 | -25.0 [" in noise

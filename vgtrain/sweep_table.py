@@ -243,8 +243,8 @@ def plot_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
     return buf.getvalue()
 
 
-def page(rows: Sequence[Mapping[str, Any]], notes: Mapping[str, str] | None = None, title: str = "sweep") -> str:
-    """A self-contained HTML page: the table and the plot (an embedded PNG)."""
+def _section(rows: Sequence[Mapping[str, Any]], notes: Mapping[str, str] | None = None) -> list[str]:
+    """HTML of one table: the baseline, the rows, the R@1 plot (an embedded PNG) and the notes."""
     head = ["setting", "eval set", "queries", "R@1 [95% CI]", "R@5 [95% CI]", "R@1 - baseline", "R@5 - baseline"]
     body = []
     for r in rows:
@@ -254,19 +254,39 @@ def page(rows: Sequence[Mapping[str, Any]], notes: Mapping[str, str] | None = No
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     png = base64.b64encode(plot_png(rows)).decode("ascii") if rows else ""
     base = next((r["baseline"] for r in rows if r["baseline"]), None)
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:3px 10px;border-bottom:1px solid #ddd}</style>",
-        f"</head><body><h1>{html.escape(title)}</h1>",
+    return [
         f"<p>Baseline: {html.escape(str(base))}. Recall in %, mean over seeds, 95% bootstrap intervals over queries.</p>",
         "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>",
         *body,
         "</table>",
         f"<p><img alt='R@1 per setting' src='data:image/png;base64,{png}'></p>" if png else "",
         "<ul>" + "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in (notes or {}).items()) + "</ul>",
-        "</body></html>\n",
     ]
-    return "\n".join(parts)
+
+
+def _document(title: str, body: list[str]) -> str:
+    return "\n".join(
+        [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:3px 10px;border-bottom:1px solid #ddd}</style>",
+            f"</head><body><h1>{html.escape(title)}</h1>",
+            *body,
+            "</body></html>\n",
+        ]
+    )
+
+
+def page(rows: Sequence[Mapping[str, Any]], notes: Mapping[str, str] | None = None, title: str = "sweep") -> str:
+    """A self-contained HTML page: the table and the plot (an embedded PNG)."""
+    return _document(title, _section(rows, notes))
+
+
+def pages(sections: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], title: str = "sweep") -> str:
+    """One self-contained HTML page of several tables (each ``(heading, rows)``), each with its plot."""
+    body = []
+    for heading, rows in sections:
+        body += [f"<h2>{html.escape(heading)}</h2>", *_section(rows)]
+    return _document(title, body)
 
 
 def write_table(
@@ -283,3 +303,21 @@ def write_table(
     atomic_write_text(paths["md"], markdown(rows, notes))
     atomic_write_text(paths["html"], page(rows, notes, title=f"sweep: {run_dir.name}"))
     return paths
+
+
+def direction(lo: float, hi: float, expected: int = -1) -> str:
+    """Whether a paired difference's interval ``[lo, hi]`` (points) shows the ``expected`` sign.
+
+    ``expected`` -1: the setting should be below its baseline, +1: above. Returns ``"holds"`` when the
+    whole interval lies strictly on the expected side of 0, ``"reversed"`` when it lies strictly on
+    the other side, else ``"not resolved"`` (the interval contains 0).
+    """
+    if expected not in (-1, 1):
+        raise ValueError(f"expected must be -1 or +1, got {expected!r}")
+    if lo > hi:
+        raise ValueError(f"an interval needs lo <= hi, got [{lo}, {hi}]")
+    if (hi < 0 and expected < 0) or (lo > 0 and expected > 0):
+        return "holds"
+    if (lo > 0 and expected < 0) or (hi < 0 and expected > 0):
+        return "reversed"
+    return "not resolved"
