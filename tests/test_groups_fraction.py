@@ -221,3 +221,22 @@ def test_bad_fraction_in_a_real_process_has_no_traceback(cat):
     )  # fmt: skip
     assert p.returncode != 0 and "Traceback" not in p.stderr
     assert p.stderr.strip() == "error: --panorama-fraction must be a number in (0, 1], got -0.5"
+
+
+@pytest.mark.parametrize("subset", [{}, {"panorama_fraction": 0.5, "fraction_seed": 3}])
+def test_large_manifest_path_writes_the_same_file(cat, monkeypatch, subset):
+    """Above LARGE_MANIFEST_ROWS the manifest is materialised, then sorted on one thread: the same rows in order."""
+    import vgdata.groups as groups_module
+
+    config = GroupsConfig(cat, min_images_per_class=1, groups_num=2, **subset)
+    direct = split_groups(config)
+    expected = pq.read_table(direct.manifest)
+    Path(direct.manifest).unlink()
+    monkeypatch.setattr(groups_module, "LARGE_MANIFEST_ROWS", 0)
+    two_step = split_groups(config)
+    assert two_step.manifest == direct.manifest and not two_step.reused
+    got = pq.read_table(two_step.manifest)
+    # the same names, types, rows and order; Parquet may mark more columns required (no nulls known)
+    assert [(f.name, f.type) for f in got.schema] == [(f.name, f.type) for f in expected.schema]
+    assert got.num_rows == expected.num_rows > 0 and got.cast(expected.schema).equals(expected)
+    assert got.schema.metadata[b"vgdata.params"] == expected.schema.metadata[b"vgdata.params"]

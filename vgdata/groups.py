@@ -165,6 +165,10 @@ def parse_years(text: str | None) -> tuple[int, ...] | None:
         raise UsageError(f"--years must be comma-separated whole years, e.g. 2013,2015, got {text!r}") from None
 
 
+LARGE_MANIFEST_ROWS = 1_000_000
+"""Manifests with more rows are written in two steps (:func:`_copy_manifest`): scan on every thread, sort on one."""
+
+
 def manifest_name(c: GroupsConfig, fingerprint: str) -> str:
     """``groups_M10_a30_N5_L2_mipc10_g8_<catalog fingerprint[:12]>`` (no extension).
 
@@ -222,11 +226,8 @@ def split_groups(config: GroupsConfig) -> GroupsResult:
         path = cat.manifests_dir / f"{name}.parquet"
         reused = _current(path)
         if not reused:
-            if sum(g["images"] for g in chosen) > 1_000_000:
-                # DuckDB 2.0's two-thread sort of millions of rows with their paths overran the
-                # memory limit (41.2M-row catalog); one thread sorts the same rows in ~1 GiB.
-                con.execute("set threads = 1")
-            _write_manifest(con, cat, build, config, args, path)
+            large = sum(g["images"] for g in chosen) > LARGE_MANIFEST_ROWS
+            _write_manifest(con, cat, build, config, args, path, large=large)
         audit_groups(con, "kept", path, config.params())
     finally:
         con.close()
@@ -295,7 +296,9 @@ def _too_few_groups_message(c: GroupsConfig, groups: list[dict[str, Any]], cover
     )
 
 
-def _write_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: dict, path: Path) -> None:
+def _write_manifest(
+    con, cat: Catalog, build: dict, config: GroupsConfig, args: dict, path: Path, *, large: bool = False
+) -> None:
     """Write the manifest under the catalog's writer lock, from the catalog ``build`` describes.
 
     Another writer that finished while the groups were computed changed the fingerprint:
@@ -309,7 +312,7 @@ def _write_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: 
                 f"{cat.root} was changed by another command while split-groups ran; run split-groups again"
             )
         if not _current(path):  # else an identical run wrote it meanwhile (its name holds the fingerprint)
-            _copy_manifest(con, cat, build, config, args, path)
+            _copy_manifest(con, cat, build, config, args, path, large=large)
 
 
 def _current(path: Path) -> bool:
@@ -323,11 +326,40 @@ def _current(path: Path) -> bool:
     return meta.get(b"vgdata.manifest_format") == MANIFEST_FORMAT.encode()
 
 
-def _copy_manifest(con, cat: Catalog, build: dict, config: GroupsConfig, args: dict, path: Path) -> None:
+def _copy_manifest(
+    con, cat: Catalog, build: dict, config: GroupsConfig, args: dict, path: Path, *, large: bool = False
+) -> None:
+    """Write the manifest: ``groups_manifest_from('kept', ...)``, or for a ``large`` one the same in two steps.
+
+    Large (> 1M manifest rows): the shipped groups' images are first materialised on every thread
+    (the scan of the collection), then sorted and written on one: DuckDB 2.0's two-thread sort of
+    millions of rows with their paths overran the memory limit at 41.2M catalog rows, one thread
+    sorts them in ~1 GiB. Both ways end in ``groups_manifest_rows`` (the same columns and order).
+    """
     subset = subset_args(config.params())
     extra = "".join(f", {k} := ${k}" for k in subset)
-    query = (
-        f"from groups_manifest_from('kept', groups_num := $groups_num, m := $m, alpha := $alpha, coll := $coll{extra})"
+    same = {k: args[k] for k in ("m", "alpha", "coll")}
+    params = config.params()
+    if not large:
+        query = (
+            "from groups_manifest_from('kept', groups_num := $groups_num, m := $m, alpha := $alpha, "
+            f"coll := $coll{extra})"
+        )
+        query_params = {"groups_num": int(config.groups_num), **same, **subset}
+        write_manifest(con, cat, build, path.stem, query, kind="groups", params=params, query_params=query_params)
+        return
+    con.execute(
+        "create or replace temp table shipped as select * from groups_images('kept', m := $m, alpha := $alpha, "
+        f"coll := $coll{extra}) where group_rank < $groups_num",
+        {"groups_num": int(config.groups_num), **same, **subset},
     )
-    query_params = {"groups_num": int(config.groups_num), **{k: args[k] for k in ("m", "alpha", "coll")}, **subset}
-    write_manifest(con, cat, build, path.stem, query, kind="groups", params=config.params(), query_params=query_params)
+    threads = int(con.execute("select current_setting('threads')").fetchone()[0])
+    con.execute("set threads = 1")
+    try:
+        query = "from groups_manifest_rows('shipped', coll := $coll)"
+        write_manifest(
+            con, cat, build, path.stem, query, kind="groups", params=params, query_params={"coll": args["coll"]}
+        )
+    finally:
+        con.execute(f"set threads = {threads}")  # the audits scan the class table again: every thread
+        con.execute("drop table if exists shipped")

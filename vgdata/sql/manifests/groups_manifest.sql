@@ -17,18 +17,15 @@
 -- the subset of the collection (core/cosplace_1_classes.sql). groups_manifest() is exactly these calls
 -- over a CTE, so the audits in vgdata/sql/tests/ (`-- needs: groups`) check what ships.
 
----------- the manifest from a materialised class table
-create or replace macro groups_manifest_from(
-    kept_table, groups_num := 8, m := 10, alpha := 30, coll := 'database',
-    fraction := 1.0, seed := 0, years := null
-) as table
+---------- the manifest's columns and order, from rows of groups_images() of the shipped groups
+-- shipped_table: a relation of groups_images() rows with group_rank < groups_num (read with query_table()).
+-- split-groups materialises it first on a large catalog, so that the scan of the images runs on every
+-- thread and only the sort of the manifest on one (vgdata/groups.py).
+create or replace macro groups_manifest_rows(shipped_table, coll := 'database') as table
 with
 
 shipped as (
-    select * from groups_images(
-        kept_table, m := m, alpha := alpha, coll := coll, fraction := fraction, seed := seed, years := years
-    )
-    where group_rank < groups_num
+    select * from query_table(shipped_table)
 ),
 
 final as (
@@ -54,6 +51,22 @@ final as (
 
 select * from final
 order by group_rank, class_index, image_id;
+
+---------- the manifest from a materialised class table
+create or replace macro groups_manifest_from(
+    kept_table, groups_num := 8, m := 10, alpha := 30, coll := 'database',
+    fraction := 1.0, seed := 0, years := null
+) as table
+with
+
+groups_manifest_shipped as materialized (
+    select * from groups_images(
+        kept_table, m := m, alpha := alpha, coll := coll, fraction := fraction, seed := seed, years := years
+    )
+    where group_rank < groups_num
+)
+
+select * from groups_manifest_rows('groups_manifest_shipped', coll := coll);
 
 ---------- the manifest in one call
 create or replace macro groups_manifest(
