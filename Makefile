@@ -14,7 +14,7 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml constraints-cpu.txt
 	$(PIP) -e '.[dev,train,catalog,ray,datasets,gis,prague,helsinki,notebooks]'
 	touch $@
 
-# The fast loop (< 3 min on 2 cores): every test not marked slow, on 2 pytest-xdist workers (a module's
+# The fast loop (~3-4 min on 2 cores): every test not marked slow, on 2 pytest-xdist workers (a module's
 # tests stay on one worker, so its fixtures are built once). `make test-all` adds the slow ones
 # (training, DDP, kill -9 resume, the demo recipe): run it before a merge.
 test: $(VENV)/.dev
