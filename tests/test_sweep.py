@@ -254,3 +254,13 @@ def test_bench_explanations_count_headings_and_seed_noise_by_hand(tmp_path):
     noise = bench.seed_noise(tmp_path / "run", ["cosplace", "blind"], [0, 1], ("qv",))
     assert "| cosplace | qv | 75.0 | 75.0 | +0.0 [+0.0, +0.0] |" in noise
     assert "| blind | qv | 50.0 | 75.0 | -25.0 [" in noise
+
+
+def test_shipped_settings_files_load_with_one_budget():
+    """runs/settings/*.json (the README's experiments) are valid sweep settings, each with one budget."""
+    files = sorted((ROOT / "runs" / "settings").glob("*.json"))
+    assert [f.name for f in files] == ["fig5_long.json"]
+    settings, baseline = sweep.load_settings(files[0])
+    assert baseline == "groups8_x2" and list(settings) == ["groups8_x2", "groups1_x2"]
+    full = {n: sweep.resolved(o, sweep.demo.DEMO) for n, o in settings.items()}
+    assert sweep.check_budget(full, sweep.demo.DEMO) == 16 * 30 * 32  # twice the presets' 8 x 30 x 32
