@@ -145,13 +145,13 @@ def heading_of_hits(run_dir: Path, catalog: Path, settings: list[str], seeds: li
             found[:, q] = [pos, pos & (turn <= 45), pos & (turn > 90), ~pos & (turn <= 45)]
             per_seed.append(found)
         kinds[name] = np.stack(per_seed)
-    lines = ["| setting | R@1 | positive, same way (<= 45 deg) | same way - cosplace [95% CI] | "
+    lines = [f"| setting | R@1 | positive, same way (<= 45 deg) | same way - {sweep.BASELINE} [95% CI] | "
              "positive, facing away (> 90 deg) | wrong, same way (<= 45 deg) |", "|---|---|---|---|---|---|"]  # fmt: skip
     for name, f in kinds.items():
         r = 100.0 * f.mean(axis=(0, 2))
         diff = "-"
-        if "cosplace" in kinds:
-            d = sweep_table.paired_seed_difference(f[:, 1], kinds["cosplace"][:, 1])
+        if sweep.BASELINE in kinds:
+            d = sweep_table.paired_seed_difference(f[:, 1], kinds[sweep.BASELINE][:, 1])
             diff = f"{d['difference']:+.1f} [{d['interval'][0]:+.1f}, {d['interval'][1]:+.1f}]"
         lines.append(f"| {name} | {r[0]:.1f} | {r[1]:.1f} | {diff} | {r[2]:.1f} | {r[3]:.1f} |")
     return "\n".join(lines) + "\n"

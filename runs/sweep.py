@@ -198,9 +198,14 @@ def groups_args(o: dict[str, Any]) -> list[str]:
     return [str(a) for a in args]
 
 
+def setting_schedule(o: dict[str, Any], recipe: demo.Recipe) -> dict[str, Any]:
+    """The recipe's ``vgtrain fit`` schedule with a resolved setting's epochs and iterations per epoch."""
+    return {**recipe.schedule, "epochs_num": o["epochs_num"], "iterations_per_epoch": o["iterations_per_epoch"]}
+
+
 def fit_args(o: dict[str, Any], recipe: demo.Recipe) -> list[str]:
     """``vgtrain fit`` options of a resolved setting (the recipe's, with the setting's schedule and groups)."""
-    schedule = {**recipe.schedule, "epochs_num": o["epochs_num"], "iterations_per_epoch": o["iterations_per_epoch"]}
+    schedule = setting_schedule(o, recipe)
     args = replace(recipe, groups_num=int(o["groups_num"]), schedule=schedule).fit_args()
     if o["backbone"] != demo.DEMO_BACKBONE:  # ImageNet weights ship for EfficientNet-Lite0 only
         i = args.index("--backbone")
@@ -261,7 +266,7 @@ def fit(run: Path, groups: Path, val: Path, o: dict[str, Any], recipe: demo.Reci
     meta_path = run / "last.meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     args = fit_args(o, recipe)
-    schedule = {**recipe.schedule, "epochs_num": o["epochs_num"], "iterations_per_epoch": o["iterations_per_epoch"]}
+    schedule = setting_schedule(o, recipe)
     same = meta is not None and Path(meta["config"]["groups"]).name == groups.name
     same = same and all(meta["config"].get(k) == v for k, v in schedule.items())
     same = same and meta["config"].get("backbone") == o["backbone"] and meta["config"].get("seed") == seed
